@@ -1,0 +1,30 @@
+"""Exception classes. Every message says what to do about it."""
+
+from __future__ import annotations
+
+
+class SteerkitError(Exception):
+    """Base class of every steerkit error."""
+
+
+class UnknownModelFamilyError(SteerkitError, KeyError):
+    """No adapter is registered for a model's ``config.model_type``."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class SteeringError(SteerkitError, ValueError):
+    """A steering request that cannot be applied (bad layer, size, scope, nesting...)."""
+
+
+class VectorMismatchError(SteeringError):
+    """A steering vector does not fit the model (hidden size or layer count)."""
+
+
+class DataError(SteerkitError, ValueError):
+    """A malformed dataset row, corpus entry or fixture."""
+
+
+class RenderError(SteerkitError, ValueError):
+    """Text that cannot be rendered faithfully (missing glyph, unknown font...)."""

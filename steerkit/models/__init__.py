@@ -1,0 +1,1 @@
+"""Model families: the adapter table, loading, tiny offline instances and the organism."""
