@@ -1,0 +1,37 @@
+"""Every notebook runs headless under papermill on the embedded default (its own parameters cell)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import nbformat
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+
+
+def test_every_notebook_has_a_parameters_cell():
+    assert NOTEBOOKS, "no notebooks found"
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{path.name}: needs exactly one cell tagged 'parameters'"
+        assert nb.cells[0].cell_type == "markdown", f"{path.name}: first cell should say what and why"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_executes(path, tmp_path, monkeypatch):
+    import papermill as pm
+
+    out_dir = tmp_path / path.stem
+    out_dir.mkdir()
+    monkeypatch.setenv("STEERKIT_OUT", str(out_dir))
+    pm.execute_notebook(str(path), str(out_dir / path.name), cwd=str(ROOT), kernel_name="python3",
+                        progress_bar=False)
+    executed = nbformat.read(out_dir / path.name, as_version=4)
+    errors = [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    assert any(out_dir.iterdir()), f"{path.name} wrote nothing to STEERKIT_OUT"
