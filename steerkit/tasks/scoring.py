@@ -1,0 +1,247 @@
+"""Scoring multiple-choice items: answer-letter log-likelihood and greedy generation with a robust parser.
+
+(a) :func:`letter_logprobs`: one forward pass per batch; the logits at the last prompt position, log-softmaxed over
+the vocabulary, read at the token ids of each choice letter. A letter can be written several ways ("A", " A", "(A"
+are single tokens in some tokenizers); :func:`letter_token_ids` collects every single-token spelling that belongs to
+exactly one letter, and a letter's log-prob is the log-sum-exp over its spellings.
+
+(b) :func:`generate_answers`: greedy generation through :func:`steerkit.models.generation.generate_text`, parsed
+by :func:`parse_answer` ("(C)", "C", "c.", "Answer: C", "The answer is C", or the text of a choice).
+
+Prompts follow the paper's protocol: :data:`PAPER_PREFIX` + the item's prompt.
+
+Metrics: :func:`cvbench_scores` -- CV-Bench's official acc2D = mean(acc ADE20K, acc COCO), acc3D = acc Omni3D,
+overall = (acc2D + acc3D) / 2, with stratified-bootstrap CIs.
+
+Example:
+    >>> lp = letter_logprobs(model, processor, items)          # [n_items, max_choices], -inf beyond a row's choices
+    >>> preds = generate_answers(model, processor, items)       # list of (text, letter or None)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from steerkit.errors import DataError
+from steerkit.tasks.schema import LETTERS, Item
+from steerkit.tasks.stats import Interval, bootstrap_stat
+
+PAPER_PREFIX = "Answer the multiple choice question by only responding the letter of the correct answer. "
+LETTER_SPELLINGS = ("{L}", " {L}", "({L}", " ({L}", "{L})", "{L}.")
+
+
+def build_prompt(item: Item, prefix: str = PAPER_PREFIX) -> str:
+    """The text sent to the model for ``item``: ``prefix`` + the item's prompt."""
+    return f"{prefix}{item.prompt}"
+
+
+def item_image(item: Item) -> Any:
+    """The item's image as RGB (processors expect 3 channels), or None."""
+    if item.image is None:
+        return None
+    return item.image if item.image.mode == "RGB" else item.image.convert("RGB")
+
+
+# --------------------------------------------------------------------------------------------- letter tokens
+def letter_token_ids(tokenizer: Any, letters: Sequence[str] = LETTERS[:6],
+                     spellings: Sequence[str] = LETTER_SPELLINGS) -> dict[str, list[int]]:
+    """Token ids that spell each letter as one token ("A", " A", "(A", ...), each id owned by one letter only.
+
+    Raises :class:`DataError` when a letter has no single-token spelling (score such a model by generation).
+
+    Example:
+        >>> letter_token_ids(tokenizer, "ABCD")["A"]
+        [32, 362]
+    """
+    tok = getattr(tokenizer, "tokenizer", tokenizer)
+    owners: dict[int, set[str]] = {}
+    found: dict[str, list[int]] = {L: [] for L in letters}
+    for L in letters:
+        for sp in spellings:
+            ids = tok.encode(sp.format(L=L), add_special_tokens=False)
+            if len(ids) == 1:
+                if ids[0] not in found[L]:
+                    found[L].append(ids[0])
+                owners.setdefault(ids[0], set()).add(L)
+    for L in letters:
+        found[L] = [i for i in found[L] if owners[i] == {L}]
+        if not found[L]:
+            raise DataError(f"the tokenizer has no single-token spelling of letter {L!r} (tried "
+                            f"{[s.format(L=L) for s in spellings]}); use method='generate' for this model")
+    return found
+
+
+def _forward_last_logits(model: Any, inputs: Any) -> torch.Tensor:
+    try:  # only the last position's logits are needed; most 5.x models accept this and skip the rest
+        out = model(**inputs, logits_to_keep=1)
+    except TypeError:
+        out = model(**inputs)
+    return out.logits[:, -1, :].float()
+
+
+@torch.no_grad()
+def letter_logprobs(
+    model: Any,
+    processor: Any,
+    items: Sequence[Item],
+    *,
+    prefix: str = PAPER_PREFIX,
+    batch_size: int = 16,
+    letter_ids: dict[str, list[int]] | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Log-probabilities of each item's choice letters as the next token after its prompt.
+
+    Returns an array [n_items, max_choices] of log p(letter | prompt) (log-sum-exp over the letter's spellings,
+    normalised over the whole vocabulary); entries beyond an item's own choices are ``-inf``. Inputs come from
+    ``adapter_for(model).build_inputs`` (left padding, so position -1 is every row's last prompt token).
+    """
+    from steerkit.models.adapters import adapter_for
+
+    adapter = adapter_for(model)
+    n_max = max(len(it.choices) for it in items) if items else 0
+    ids = letter_ids or letter_token_ids(adapter.tokenizer(processor), LETTERS[:n_max])
+    device = next(model.parameters()).device
+    out = np.full((len(items), n_max), -np.inf)
+    starts = range(0, len(items), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="letter log-probs", leave=False)
+    for start in starts:
+        chunk = list(items[start:start + batch_size])
+        images = [item_image(it) for it in chunk]
+        has = [im is not None for im in images]
+        if any(has) and not all(has):
+            raise DataError("a batch mixes items with and without images; score them in separate calls")
+        inputs = adapter.build_inputs(processor, [build_prompt(it, prefix) for it in chunk],
+                                      images if all(has) else None, device=device)
+        logp = torch.log_softmax(_forward_last_logits(model, inputs), dim=-1)
+        for r, it in enumerate(chunk):
+            for c, L in enumerate(it.letters):
+                out[start + r, c] = torch.logsumexp(logp[r, ids[L]], dim=0).item()
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- parser
+_WORD = r"[A-Za-z0-9]"
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", s.lower())).strip()
+
+
+def parse_answer(text: str, choices: Sequence[str]) -> str | None:
+    """The choice letter a free-form answer names, or None if it names none (or several).
+
+    Accepts "(C)", "C", "c.", "C) 3", "Answer: C", "the answer is (c)", "<answer>C</answer>", and the text of a
+    choice ("3", "left", "The red circle."). Only letters within the item's choices count.
+
+    Example:
+        >>> parse_answer("Answer: (B) right", ["left", "right"])
+        'B'
+    """
+    valid = LETTERS[:len(choices)]
+    t = re.sub(r"</?answer>", " ", text or "").strip()
+    if not t:
+        return None
+    # 1. the answer opens with a letter: "C", "(C)", "C.", "C)", "c." -- lowercase only when clearly a label
+    m = re.match(r"^\(?([A-Za-z])\)?(?=$|[\s.,:;)\]!?])", t)
+    if m:
+        L, label_like = m.group(1), bool(re.match(r"^(\([A-Za-z]\)|[A-Za-z][.):]|[A-Za-z]$)", t))
+        if L.upper() in valid and (L.isupper() or label_like):
+            return L.upper()
+    # 2. an explicit statement: "Answer: C", "the correct answer is (C)", "Option C"
+    m = re.search(r"(?:answer|option|choice)\s*(?:is|:|-)?\s*:?\s*\(?([A-Za-z])\)?(?!" + _WORD + ")", t, re.I)
+    if m and m.group(1).upper() in valid:
+        return m.group(1).upper()
+    # 3. exactly one distinct parenthesised letter anywhere: "... so (B)."
+    paren = {x.upper() for x in re.findall(r"\(([A-Za-z])\)", t)} & set(valid)
+    if len(paren) == 1:
+        return paren.pop()
+    # 4. the text of a choice: exact, else the only choice mentioned as a whole phrase
+    nt = _norm(t)
+    normed = [_norm(c) for c in choices]
+    exact = [i for i, c in enumerate(normed) if c and c == nt]
+    if len(exact) == 1:
+        return valid[exact[0]]
+    hits = [i for i, c in enumerate(normed) if c and re.search(rf"(?<!\w){re.escape(c)}(?!\w)", nt)]
+    # drop a hit that is part of a longer hit ("left" inside "left of")
+    hits = [i for i in hits if not any(j != i and normed[i] in normed[j] and normed[j] != normed[i] for j in hits)]
+    if len(hits) == 1:
+        return valid[hits[0]]
+    return None
+
+
+def generate_answers(
+    model: Any,
+    processor: Any,
+    items: Sequence[Item],
+    *,
+    prefix: str = PAPER_PREFIX,
+    batch_size: int = 16,
+    max_new_tokens: int = 8,
+) -> list[tuple[str, str | None]]:
+    """Greedy answers: ``(generated text, parsed letter or None)`` per item."""
+    from steerkit.models.generation import generate_text
+
+    images = [item_image(it) for it in items]
+    has = [im is not None for im in images]
+    if any(has) and not all(has):
+        raise DataError("items mix with and without images; generate them in separate calls")
+    texts = generate_text(model, processor, [build_prompt(it, prefix) for it in items],
+                          images=images if all(has) else None, max_new_tokens=max_new_tokens, temperature=0.0,
+                          batch_size=batch_size)
+    return [(t, parse_answer(t, it.choices)) for t, it in zip(texts, items)]
+
+
+# ------------------------------------------------------------------------------------------------- metrics
+def cvbench_scores(results: pd.DataFrame, *, by: Sequence[str] = ("condition",), n_boot: int = 2000,
+                   level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """CV-Bench's official scores per group: acc per source, acc2D, acc3D, overall (each with a CI).
+
+    acc2D = mean(acc ADE20K, acc COCO) (a mean of two source accuracies, not pooled), acc3D = acc Omni3D,
+    overall = (acc2D + acc3D) / 2. CIs resample items within each source (stratified bootstrap). Groups that lack a
+    source get NaN for the metrics that need it.
+    """
+    rows = []
+    groups = results.groupby(list(by), sort=True) if by else [((), results)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        row: dict[str, Any] = dict(zip(by, key))
+        src = g["source"].to_numpy()
+        corr = g["correct"].astype(float).to_numpy()
+        masks = {s: src == s for s in ("ADE20K", "COCO", "Omni3D")}
+
+        def stat_of(name: str):
+            def acc(idx: np.ndarray, s: str) -> np.ndarray:
+                m = masks[s][idx]
+                return (corr[idx] * m).sum(axis=1) / m.sum(axis=1)
+
+            if name in masks:
+                return lambda idx: acc(idx, name)
+            if name == "acc2D":
+                return lambda idx: (acc(idx, "ADE20K") + acc(idx, "COCO")) / 2
+            if name == "acc3D":
+                return lambda idx: acc(idx, "Omni3D")
+            return lambda idx: ((acc(idx, "ADE20K") + acc(idx, "COCO")) / 2 + acc(idx, "Omni3D")) / 2
+
+        needs = {"ADE20K": ["ADE20K"], "COCO": ["COCO"], "Omni3D": ["Omni3D"], "acc2D": ["ADE20K", "COCO"],
+                 "acc3D": ["Omni3D"], "overall": ["ADE20K", "COCO", "Omni3D"]}
+        for name, srcs in needs.items():
+            col = f"acc_{name}" if name in masks else name
+            if all(masks[s].any() for s in srcs):
+                iv: Interval = bootstrap_stat(len(g), stat_of(name), n_boot=n_boot, level=level, seed=seed,
+                                              strata=src)
+                row.update({col: iv.value, f"{col}_lo": iv.lo, f"{col}_hi": iv.hi})
+            else:
+                row.update({col: np.nan, f"{col}_lo": np.nan, f"{col}_hi": np.nan})
+        row["n"] = len(g)
+        rows.append(row)
+    return pd.DataFrame(rows)
