@@ -51,29 +51,28 @@ def item_image(item: Item) -> Any:
 # --------------------------------------------------------------------------------------------- letter tokens
 def letter_token_ids(tokenizer: Any, letters: Sequence[str] = LETTERS[:6],
                      spellings: Sequence[str] = LETTER_SPELLINGS) -> dict[str, list[int]]:
-    """Token ids that spell each letter as one token ("A", " A", "(A", ...), each id owned by one letter only.
+    """Token ids that spell each letter as one token ("A", " A", "(A", ...), one id per usable spelling.
 
-    Raises :class:`DataError` when a letter has no single-token spelling (score such a model by generation).
+    Only spellings that are a single token for *every* letter are used, so each letter gets the same number of
+    spellings: a tokenizer that happens to have " A" but not " B" would otherwise hand "A" extra probability
+    mass. Raises :class:`DataError` when no spelling is a single token for all letters (use generation then).
 
     Example:
         >>> letter_token_ids(tokenizer, "ABCD")["A"]
         [32, 362]
     """
     tok = getattr(tokenizer, "tokenizer", tokenizer)
-    owners: dict[int, set[str]] = {}
     found: dict[str, list[int]] = {L: [] for L in letters}
-    for L in letters:
-        for sp in spellings:
-            ids = tok.encode(sp.format(L=L), add_special_tokens=False)
-            if len(ids) == 1:
-                if ids[0] not in found[L]:
-                    found[L].append(ids[0])
-                owners.setdefault(ids[0], set()).add(L)
-    for L in letters:
-        found[L] = [i for i in found[L] if owners[i] == {L}]
-        if not found[L]:
-            raise DataError(f"the tokenizer has no single-token spelling of letter {L!r} (tried "
-                            f"{[s.format(L=L) for s in spellings]}); use method='generate' for this model")
+    for sp in spellings:
+        ids = [tok.encode(sp.format(L=L), add_special_tokens=False) for L in letters]
+        if all(len(i) == 1 for i in ids) and len({i[0] for i in ids}) == len(letters):
+            for L, i in zip(letters, ids):
+                if i[0] not in found[L] and all(i[0] not in v for v in found.values()):
+                    found[L].append(i[0])
+    counts = {len(v) for v in found.values()}
+    if counts == {0} or len(counts) != 1:
+        raise DataError(f"the tokenizer has no spelling among {list(spellings)} that is one token for each of "
+                        f"{list(letters)}; use method='generate' for this model")
     return found
 
 
