@@ -28,3 +28,11 @@ class DataError(SteerkitError, ValueError):
 
 class RenderError(SteerkitError, ValueError):
     """Text that cannot be rendered faithfully (missing glyph, unknown font...)."""
+
+
+class GapError(SteerkitError, ValueError):
+    """A modality-gap request that cannot run as asked (unknown mode, a mode the prompt style lacks...)."""
+
+
+class DistillError(SteerkitError, RuntimeError):
+    """Self-distillation that cannot proceed (no correct traces, bad LoRA scope, a checkpoint that does not fit)."""

@@ -1,0 +1,306 @@
+"""The five input modes of the modality-gap protocol, and the harness that runs them on the same items.
+
+Modes ("Reading, Not Thinking", arXiv 2603.09095):
+
+- ``text``: instruction and problem as text (no image).
+- ``image``: everything rendered (instruction + problem in the picture); the text prompt is empty.
+- ``instruction_image``: the instruction as text, the problem as pixels.
+- ``ocr_1p``: one pass; the model is asked to transcribe the problem into ``<transcript>...</transcript>`` and
+  then solve it, in the same answer.
+- ``ocr_2p``: two passes; first a transcription, then that transcript is fed back as text in the ``text`` mode
+  prompt (no image in pass 2).
+
+How prompts read and how problems become pixels is a :class:`PromptStyle`: :data:`GENERIC` (GSM8K and the synthetic
+word problems, rendered with :func:`steerkit.render.render_text`) or :func:`organism_style` (the organism's trained
+prompts and its one-character-per-cell renderer; it has no OCR prompts, so the OCR modes are unavailable there).
+Requesting a mode a style cannot express raises :class:`~steerkit.errors.GapError`.
+
+Example:
+    >>> df = run_gap(model, processor, word_problems(20), modes=MODES, max_new_tokens=256)
+    >>> gap_report(df)   # steerkit.gap.report
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+from steerkit.errors import GapError
+from steerkit.gap.parse import answers_match, parse_answer, parse_transcript
+from steerkit.gap.problems import TextProblem
+from steerkit.render.text_image import RenderConfig, render_text
+
+MODES: tuple[str, ...] = ("text", "image", "instruction_image", "ocr_1p", "ocr_2p")
+IMAGE_MODES: tuple[str, ...] = MODES[1:]
+MODE_LABELS: dict[str, str] = {"text": "Text", "image": "Image", "instruction_image": "Instr.+Image",
+                               "ocr_1p": "OCR 1-pass", "ocr_2p": "OCR 2-pass"}
+
+Renderer = Callable[[str, RenderConfig, Any], Image.Image]
+
+
+def _render_generic(text: str, cfg: RenderConfig, seed: Any) -> Image.Image:
+    return render_text(text, cfg, seed=seed)
+
+
+@dataclass(frozen=True)
+class PromptStyle:
+    """How a problem reads in each mode, and how text becomes pixels.
+
+    Templates use ``{instruction}`` and ``{question}``. A mode whose template is None is not available.
+
+    Attributes:
+        name: style name (recorded in results).
+        instruction: the task instruction (asks for ``<answer>...</answer>``).
+        text_template: the ``text`` mode prompt (and the ``ocr_2p`` second pass, with the transcript as question).
+        image_render_template: what the ``image`` mode renders; its text prompt is ``image_prompt``.
+        image_prompt: the text prompt that goes with the fully rendered image (empty by default).
+        instruction_image_prompt: the ``instruction_image`` text prompt (the problem is rendered alone).
+        ocr_1p_prompt: one-pass transcribe-then-solve prompt.
+        ocr_2p_transcribe_prompt: the first pass of ``ocr_2p``.
+        renderer: ``(text, RenderConfig, seed) -> PIL image``.
+    """
+
+    name: str
+    instruction: str
+    text_template: str = "{instruction}\n\n{question}"
+    image_render_template: str | None = "{instruction}\n\n{question}"
+    image_prompt: str = ""
+    instruction_image_prompt: str | None = "{instruction}"
+    ocr_1p_prompt: str | None = None
+    ocr_2p_transcribe_prompt: str | None = None
+    renderer: Renderer = field(default=_render_generic, compare=False)
+
+    def supports(self, mode: str) -> bool:
+        """Whether this style can express ``mode``."""
+        return {"text": True, "image": self.image_render_template is not None,
+                "instruction_image": self.instruction_image_prompt is not None,
+                "ocr_1p": self.ocr_1p_prompt is not None,
+                "ocr_2p": self.ocr_2p_transcribe_prompt is not None}[mode]
+
+    def fill(self, template: str, question: str) -> str:
+        """A template with the instruction and question filled in."""
+        return template.format(instruction=self.instruction, question=question)
+
+
+GENERIC = PromptStyle(
+    name="generic",
+    instruction="Solve the following math problem. Think step by step, then give the final answer as a number "
+                "inside <answer></answer> tags.",
+    ocr_1p_prompt="The image shows a math problem. First transcribe it exactly inside <transcript></transcript> "
+                  "tags. Then solve it step by step and give the final answer as a number inside <answer></answer> "
+                  "tags.",
+    ocr_2p_transcribe_prompt="Transcribe the text in the image exactly, inside <transcript></transcript> tags.",
+)
+
+
+def organism_style() -> PromptStyle:
+    """The organism's prompts (the ones it was trained on) and its arithmetic renderer (imported lazily).
+
+    ``text`` asks "Compute 47+38 . Think step by step ...", ``instruction_image`` gives the rendered sum with
+    "Compute the sum in the image . ...", ``image`` gives the rendered sum with an empty prompt (the whole
+    instruction does not fit the organism's 16-cell canvas, and it was never trained on that form). The
+    :class:`RenderConfig` fields used are ``font`` (an organism font), ``size`` (glyph size; 15 in training when
+    left at the generic default 32), ``jitter`` and ``scale`` (down-sampling before the processor).
+    """
+    from steerkit.models import organism
+
+    text_t = organism.world.ARITH_TEXT_PROMPT.replace("{q}", "{question}")
+    instr = organism.world.ARITH_IMAGE_PROMPT
+
+    def render(text: str, cfg: RenderConfig, seed: Any) -> Image.Image:
+        size = 15 if cfg.size == RenderConfig().size else cfg.size
+        img = organism.render_arithmetic(text, font=cfg.font, seed=seed, size=size, jitter=cfg.jitter)
+        if cfg.invert:
+            img = Image.eval(img, lambda v: 255 - v)
+        if cfg.scale != 1.0:
+            img = img.resize((max(1, round(img.width * cfg.scale)), max(1, round(img.height * cfg.scale))),
+                             Image.Resampling.LANCZOS)
+        return img
+
+    return PromptStyle(name="organism", instruction=instr, text_template=text_t, image_render_template="{question}",
+                       image_prompt="", instruction_image_prompt="{instruction}", renderer=render)
+
+
+def style_for(problems: Sequence[TextProblem]) -> PromptStyle:
+    """The default style for a problem list: the organism's for organism problems, else :data:`GENERIC`."""
+    sources = {p.source for p in problems}
+    if sources == {"organism"}:
+        return organism_style()
+    if "organism" in sources:
+        raise GapError(f"problems mix sources {sorted(sources)}; organism problems need organism_style(), run them "
+                       "separately")
+    return GENERIC
+
+
+@dataclass(frozen=True)
+class ModeInput:
+    """The model input of one (problem, mode): a text prompt and an optional image."""
+
+    prompt: str
+    image: Image.Image | None
+
+
+def mode_input(problem: TextProblem, mode: str, style: PromptStyle, render: RenderConfig | None = None,
+               seed: Any = None) -> ModeInput:
+    """The (prompt, image) of ``problem`` in ``mode`` (for ``ocr_2p``: the first, transcription pass).
+
+    The rendering seed defaults to the problem id, so an item's image never depends on the rest of the batch.
+
+    Example:
+        >>> mode_input(word_problems(1)[0], "instruction_image", GENERIC).image.size
+        (1280, 720)
+    """
+    if mode not in MODES:
+        raise GapError(f"unknown mode {mode!r}; choose from {list(MODES)}")
+    if not style.supports(mode):
+        raise GapError(f"prompt style {style.name!r} has no {mode!r} prompt; drop the mode or give the style a "
+                       f"template for it (dataclasses.replace(style, ...))")
+    cfg = render or RenderConfig()
+    seed = problem.id if seed is None else seed
+    q = problem.question
+    if mode == "text":
+        return ModeInput(style.fill(style.text_template, q), None)
+    if mode == "image":
+        return ModeInput(style.image_prompt, style.renderer(style.fill(style.image_render_template, q), cfg, seed))
+    image = style.renderer(q, cfg, seed)
+    if mode == "instruction_image":
+        return ModeInput(style.fill(style.instruction_image_prompt, q), image)
+    if mode == "ocr_1p":
+        return ModeInput(style.fill(style.ocr_1p_prompt, q), image)
+    return ModeInput(style.fill(style.ocr_2p_transcribe_prompt, q), image)
+
+
+def _generate(model: Any, processor: Any, inputs: Sequence[ModeInput], gen: dict[str, Any]) -> list[str]:
+    from steerkit.models.generation import generate_text
+
+    images = [x.image for x in inputs]
+    has = {im is not None for im in images}
+    if len(has) > 1:
+        raise GapError("a batch mixes text-only and image inputs; generate them separately")
+    return generate_text(model, processor, [x.prompt for x in inputs], images if has == {True} else None, **gen)
+
+
+def run_gap(
+    model: Any,
+    processor: Any,
+    problems: Sequence[TextProblem],
+    *,
+    modes: Sequence[str] = MODES,
+    style: PromptStyle | None = None,
+    render: RenderConfig | None = None,
+    max_new_tokens: int = 512,
+    temperature: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 8,
+    skip_unsupported: bool = False,
+    model_name: str | None = None,
+) -> pd.DataFrame:
+    """Run every mode on the same problems; one row per (item, mode).
+
+    Columns: item_id, source, mode, question, gold, prompt, response, answer (parsed value), parse_method,
+    format_ok, correct, transcript (OCR modes), response_chars, response_words, style, font, size, scale, invert,
+    temperature, model. Generation goes through :func:`steerkit.models.generation.generate_text`.
+    ``skip_unsupported`` drops modes the style cannot express instead of raising.
+
+    Example:
+        >>> df = run_gap(model, processor, organism_arithmetic(50), modes=["text", "instruction_image"])
+    """
+    problems = list(problems)
+    style = style or style_for(problems)
+    cfg = render or RenderConfig()
+    unsupported = [m for m in modes if m not in MODES or not style.supports(m)]
+    if unsupported and not skip_unsupported:
+        mode_input(problems[0], unsupported[0], style, cfg)  # raises the explanatory error
+    modes = [m for m in modes if m not in unsupported]
+    gen = dict(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, batch_size=batch_size)
+    rows: list[dict[str, Any]] = []
+    for mode in tqdm(modes, desc="gap modes", leave=False):
+        inputs = [mode_input(p, mode, style, cfg) for p in problems]
+        responses = _generate(model, processor, inputs, gen)
+        transcripts: list[str | None] = [None] * len(problems)
+        final = responses
+        if mode in ("ocr_1p", "ocr_2p"):
+            transcripts = [parse_transcript(r) for r in responses]
+        if mode == "ocr_2p":
+            # Pass 1 may forget the tags: then the whole response is taken as the transcript.
+            transcripts = [t if t is not None else r.strip() for t, r in zip(transcripts, responses)]
+            second = [ModeInput(style.fill(style.text_template, t), None) for t in transcripts]
+            final = _generate(model, processor, second, gen)
+        for p, inp, first, resp, tr in zip(problems, inputs, responses, final, transcripts):
+            parsed = parse_answer(resp)
+            rows.append(dict(
+                item_id=p.id, source=p.source, mode=mode, question=p.question, gold=p.answer, prompt=inp.prompt,
+                response=resp, pass1_response=first if mode == "ocr_2p" else None, answer=parsed.value,
+                parse_method=parsed.method, format_ok=parsed.format_ok, correct=answers_match(parsed.value, p.answer),
+                transcript=tr, response_chars=len(resp), response_words=len(resp.split()), style=style.name,
+                font=cfg.font if mode != "text" else None, size=cfg.size if mode != "text" else None,
+                scale=cfg.scale if mode != "text" else None, invert=cfg.invert if mode != "text" else None,
+                temperature=temperature, model=model_name or getattr(model.config, "_name_or_path", "") or
+                type(model).__name__,
+            ))
+    return pd.DataFrame(rows)
+
+
+def sweep_render(
+    model: Any,
+    processor: Any,
+    problems: Sequence[TextProblem],
+    configs: Sequence[RenderConfig],
+    *,
+    modes: Sequence[str] = ("instruction_image",),
+    style: PromptStyle | None = None,
+    include_text: bool = True,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """Run image modes under several render configurations (fonts, sizes, resolutions, inversion).
+
+    Text mode (which no render setting touches) runs once when ``include_text``. Each row records its font, size,
+    scale and invert, and ``config`` names the configuration ("caveat/32/x0.5").
+
+    Example:
+        >>> cfgs = [RenderConfig(font=f) for f in ("noto-sans", "caveat")]
+        >>> df = sweep_render(model, processor, probs, cfgs)
+    """
+    style = style or style_for(problems)
+    parts = []
+    if include_text:
+        t = run_gap(model, processor, problems, modes=["text"], style=style, **kwargs)
+        parts.append(t.assign(config="text"))
+    for cfg in tqdm(configs, desc="render configs"):
+        df = run_gap(model, processor, problems, modes=[m for m in modes if m != "text"], style=style, render=cfg,
+                     **kwargs)
+        name = f"{cfg.font}/{cfg.size}/x{cfg.scale:g}" + ("/inv" if cfg.invert else "")
+        parts.append(df.assign(config=name))
+    return pd.concat(parts, ignore_index=True)
+
+
+def run_dir(root: str | Path, config: dict[str, Any]) -> Path:
+    """A results folder under ``root`` named by a hash of ``config`` (a changed configuration never mixes rows).
+
+    The configuration is written next to the results as ``config.json``.
+    """
+    blob = json.dumps(config, sort_keys=True, default=str)
+    path = Path(root) / f"gap-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(blob)
+    return path
+
+
+def save_results(df: pd.DataFrame, root: str | Path, config: dict[str, Any], name: str = "results") -> Path:
+    """Write ``df`` as parquet into :func:`run_dir` (root, config) and return the file path."""
+    path = run_dir(root, config) / f"{name}.parquet"
+    df.to_parquet(path, index=False)
+    return path
+
+
+def render_config_dict(cfg: RenderConfig) -> dict[str, Any]:
+    """A render configuration as a plain dict (for run configs)."""
+    return asdict(cfg)
