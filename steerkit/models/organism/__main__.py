@@ -1,0 +1,41 @@
+"""Command line: ``python -m steerkit.models.organism build [DIR] [--seed N] [--fast] [--threads N]``.
+
+Builds the organism (default DIR: data/organism in the repo) and rewrites the organism concept corpora with
+``concepts [DIR]`` (default data/concepts/organism).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import torch
+
+from steerkit.models.organism import REPO_DIR, build, write_concept_corpora
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and run it."""
+    parser = argparse.ArgumentParser(prog="python -m steerkit.models.organism")
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="train the organism (text LM + MLLM) into DIR")
+    b.add_argument("dir", nargs="?", default=str(REPO_DIR))
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--fast", action="store_true", help="a few steps only (smoke test)")
+    b.add_argument("--threads", type=int, default=2, help="torch CPU threads (the budget is stated for 2)")
+    c = sub.add_parser("concepts", help="write data/concepts/organism/<concept>.jsonl")
+    c.add_argument("dir", nargs="?", default=str(REPO_DIR.parent / "concepts" / "organism"))
+    c.add_argument("--n", type=int, default=240)
+    c.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        torch.set_num_threads(args.threads)
+        build(args.dir, seed=args.seed, fast=args.fast)
+    else:
+        for path in write_concept_corpora(args.dir, n=args.n, seed=args.seed):
+            print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""The model organism: its world, the smoke build, determinism, and the shipped weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from steerkit.models import organism
+from steerkit.models.organism import tokenizer as tk
+from steerkit.models.organism import world as w
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# ------------------------------------------------------------------------------------------------ world
+@pytest.mark.parametrize("task", w.TASKS)
+def test_text_and_image_items_are_isomorphic(task):
+    text = organism.world_items(task, 12, seed=3, mode="text", split="test")
+    image = organism.world_items(task, 12, seed=3, mode="image", split="test")
+    assert [i.id for i in text] == [i.id for i in image]
+    for t, im in zip(text, image):
+        assert t.image is None and im.image is not None and im.image.size == (64, 64)
+        assert (t.answer, t.choices, t.question) == (im.answer, im.choices, im.question)
+        assert t.prompt == w.SCENE_PREFIX + t.extra["description"] + "\n" + im.prompt
+        assert im.prompt.startswith(im.question + " Select from the following choices.\n(A) ")
+        assert im.prompt.endswith(f"\n({t.letters[-1]}) {t.choices[-1]}")
+    # Rendering has its own RNG: the same item renders to the same pixels however it was generated.
+    again = organism.world_items(task, 3, seed=3, mode="image", split="test")
+    assert all(np.array_equal(np.asarray(a.image), np.asarray(b.image)) for a, b in zip(image, again))
+    other = organism.world_items(task, 12, seed=3, mode="text", split="train")
+    assert [i.prompt for i in other] != [i.prompt for i in text]
+
+
+def test_answers_follow_from_the_scene():
+    for q in w.scene_questions("Relation", 50, seed=1):
+        a, b = (next(o for o in q.scene.objects if o.name == n) for n in dict(q.extra)["objects"])
+        truth = ("left" if a.col < b.col else "right") if dict(q.extra)["axis"] == "horizontal" else \
+            ("above" if a.row < b.row else "below")
+        assert q.choices[q.answer_index] == truth
+    for q in w.scene_questions("Count", 50, seed=1):
+        target = dict(q.extra)["target"]
+        colour = target.split()[0] if target.endswith("objects") else None
+        shape = None if colour else target[:-1]
+        assert q.choices[q.answer_index] == str(q.scene.count(colour=colour, shape=shape))
+    for q in w.scene_questions("Depth", 50, seed=1):
+        sizes = {o.name: o.size for o in q.scene.objects}
+        assert sizes[q.choices[q.answer_index]] == "large" and "small" in {sizes[c] for c in q.choices}
+
+
+def test_arithmetic_traces_and_rendering():
+    problems = organism.arithmetic_problems(200, seed=0)
+    for p in problems:
+        assert p["answer"] == str(p["a"] + p["b"]) and p["trace"].endswith(f"<answer>{p['answer']}</answer>")
+    assert w.addition_trace(47, 38) == "7+8=15 , write 5 carry 1 . 4+3+1=8 , write 8 . <answer>85</answer>"
+    q = problems[0]["question"]
+    pixels = {f: np.asarray(organism.render_arithmetic(q, font=f)) for f in (organism.TRAIN_FONT, *organism.UNSEEN_FONTS)}
+    assert len(organism.UNSEEN_FONTS) >= 2
+    for f, arr in pixels.items():
+        assert arr.shape == (64, 64, 3) and (arr < 128).any(), f  # something dark was drawn
+        if f != organism.TRAIN_FONT:
+            assert not np.array_equal(arr, pixels[organism.TRAIN_FONT]), f
+    # One character per 16-pixel cell: the cells after the question stay blank.
+    arr = pixels[organism.TRAIN_FONT]
+    assert (arr[32:, :] == 255).all() and (arr[16:32, 16 * (len(q) - 4):] == 255).all()
+
+
+@pytest.mark.parametrize("concept", ["spatial_relation", "counting", "attribute", "size"])
+def test_concept_corpora_files(concept):
+    path = REPO / "data" / "concepts" / "organism" / f"{concept}.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) >= 200 and len({r["text"] for r in rows}) == len(rows)
+    regenerated = w.concept_sentences(concept, len(rows), seed=0)
+    assert rows == regenerated  # the shipped file is what the seeded generator writes
+    for r in rows:
+        assert r["concept"] == concept and r["spans"]
+        for s, e in r["spans"]:
+            word = r["text"][s:e]
+            assert word == word.strip() and word and (s == 0 or r["text"][s - 1] == " ")
+
+
+# ------------------------------------------------------------------------------------------------ tokenizer
+def test_tokenizer_pieces():
+    from steerkit.models.organism.train import _tokenizer_corpus
+
+    tok = tk.train_tokenizer(_tokenizer_corpus(0, 200))
+    pieces = tok.convert_ids_to_tokens(tok("(A) 47 <answer>85</answer>")["input_ids"])
+    assert pieces[:4] == ["<bos>", "(", "A", ")"]
+    assert "<answer>" in pieces and "</answer>" in pieces and {"4", "7", "8", "5"} <= set(pieces)
+    assert tok.decode(tok("<answer>85</answer> (B)")["input_ids"], skip_special_tokens=True) == \
+        "<answer>85</answer> (B)"
+    assert all(len(ids) == 2 for ids in tk.letter_token_ids(tok, "ABCD"))  # "A" and " A" are single tokens
+    assert len(tok(tk.IMAGE, add_special_tokens=False)["input_ids"]) == 1
+
+
+# ------------------------------------------------------------------------------------------------ builds
+@pytest.fixture(scope="module")
+def smoke_build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("organism") / "a"
+    organism.build(out, seed=0, fast=True)
+    return out
+
+
+def test_smoke_build_writes_loadable_models(smoke_build):
+    from transformers import CLIPImageProcessorPil, LlamaForCausalLM, LlavaForConditionalGeneration
+
+    model, processor = organism.load(smoke_build)
+    lm, tok = organism.load_text_lm(smoke_build)
+    assert isinstance(model, LlavaForConditionalGeneration) and isinstance(lm, LlamaForCausalLM)
+    assert isinstance(processor.image_processor, CLIPImageProcessorPil)
+    info = json.loads((smoke_build / "build.json").read_text())
+    assert info["config"]["text_steps"] > 0 and info["seconds"]["total"] > 0
+    import pandas as pd
+
+    metrics = pd.read_parquet(smoke_build / "metrics.parquet")
+    assert set(metrics["task"]) == {*w.TASKS, "Arithmetic"} and metrics["accuracy"].between(0, 1).all()
+    # The MLLM's LM started from the text LM: same vocabulary and text width.
+    assert model.config.text_config.vocab_size == lm.config.vocab_size == len(tok)
+
+
+def test_fast_build_is_deterministic(smoke_build, tmp_path):
+    from safetensors.torch import load_file
+
+    again = organism.build(tmp_path / "b", seed=0, fast=True)
+    for part in ("text", "mllm"):
+        a = load_file(str(smoke_build / part / "model.safetensors"))
+        b = load_file(str(again / part / "model.safetensors"))
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), part
+
+
+def test_grounding_loss_is_zero_at_the_target():
+    from steerkit.models.organism.train import grounding_loss
+
+    embed = torch.nn.Embedding(10, 4)
+    cells = [{0: [1, 2], 3: [5]}]
+    feats = torch.randn(1, 16, 4)
+    assert grounding_loss(feats, cells, embed) > 0
+    feats[0, 0] = embed.weight[[1, 2]].mean(0).detach()
+    feats[0, 3] = embed.weight[5].detach()
+    assert float(grounding_loss(feats, cells, embed)) == pytest.approx(0.0, abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ shipped
+@pytest.fixture(scope="module")
+def shipped():
+    if not (organism.REPO_DIR / "mllm" / "config.json").exists():
+        pytest.fail("data/organism has no shipped organism; run: python -m steerkit.models.organism build")
+    return organism.load(organism.REPO_DIR)
+
+
+def test_shipped_organism_image_tokens(shipped):
+    from transformers import LlavaForConditionalGeneration
+
+    from steerkit.models.adapters import adapter_for
+
+    model, processor = shipped
+    assert isinstance(model, LlavaForConditionalGeneration)
+    items = organism.world_items("Count", 3, seed=0, mode="image")
+    inputs = adapter_for(model).build_inputs(processor, [i.prompt for i in items], [i.image for i in items])
+    image_id = model.config.image_token_id
+    n_patches = (model.config.vision_config.image_size // model.config.vision_config.patch_size) ** 2
+    feats = model.model.get_image_features(pixel_values=inputs["pixel_values"]).pooler_output
+    for row, f in zip(inputs["input_ids"], feats):
+        pos = (row == image_id).nonzero().flatten()
+        assert len(pos) == n_patches == f.shape[0]
+        assert torch.equal(pos, torch.arange(int(pos[0]), int(pos[0]) + n_patches))  # one contiguous block
+        # It sits where the chat template put "<image>": right after "USER: ".
+        prefix = processor.tokenizer.decode(row[: int(pos[0])], skip_special_tokens=True)
+        assert prefix.endswith(tk.USER)
+    with torch.no_grad():
+        out = model(**inputs)
+    assert out.logits.shape[:2] == inputs["input_ids"].shape
+
+
+def test_shipped_organism_text_mode_above_chance(shipped):
+    from steerkit.models.organism.train import letter_scores
+
+    model, processor = shipped
+    for task in ("Count", "Relation", "Attribute"):
+        items = organism.world_items(task, 48, seed=777, mode="text")
+        df = letter_scores(model, processor, items)
+        chance = float(np.mean([1 / len(i.choices) for i in items]))
+        assert df["correct"].mean() > chance + 0.15, (task, df["correct"].mean(), chance)
+
+
+def test_shipped_text_lm_loads(shipped):
+    from transformers import LlamaForCausalLM
+
+    lm, tok = organism.load_text_lm(organism.REPO_DIR)
+    model, processor = shipped
+    assert isinstance(lm, LlamaForCausalLM)
+    assert tok.get_vocab() == processor.tokenizer.get_vocab()
+    size = sum(p.stat().st_size for p in organism.REPO_DIR.rglob("*") if p.is_file())
+    assert size <= 25 * 2**20, f"data/organism is {size / 2**20:.1f} MB; the budget is 25 MB"
