@@ -155,6 +155,10 @@ def parse_answer(text: str, choices: Sequence[str]) -> str | None:
     if m:
         L, label_like = m.group(1), bool(re.match(r"^(\([A-Za-z]\)|[A-Za-z][.):]|[A-Za-z]$)", t))
         if L.upper() in valid and (L.isupper() or label_like):
+            if not label_like:  # "A blue circle": an article, not a label, when the rest names another choice
+                other = _choice_named(t[1:], choices)
+                if other is not None and other != L.upper():
+                    return other
             return L.upper()
     # 2. an explicit statement: "Answer: C", "the correct answer is (C)", "Option C"
     m = re.search(r"(?:answer|option|choice)\s*(?:is|:|-)?\s*:?\s*\(?([A-Za-z])\)?(?!" + _WORD + ")", t, re.I)
@@ -165,6 +169,12 @@ def parse_answer(text: str, choices: Sequence[str]) -> str | None:
     if len(paren) == 1:
         return paren.pop()
     # 4. the text of a choice: exact, else the only choice mentioned as a whole phrase
+    return _choice_named(t, choices)
+
+
+def _choice_named(t: str, choices: Sequence[str]) -> str | None:
+    """The letter of the one choice whose text ``t`` is or mentions (whole phrase), else None."""
+    valid = LETTERS[:len(choices)]
     nt = _norm(t)
     normed = [_norm(c) for c in choices]
     exact = [i for i, c in enumerate(normed) if c and c == nt]

@@ -73,3 +73,6 @@ def test_parse_answer_choice_text():
     assert parse_answer("the blue circle", ["red square", "blue circle"]) == "B"
     assert parse_answer("left of the table", ["left", "left of the table"]) == "B"
     assert parse_answer("left or right", ["left", "right"]) is None
+    assert parse_answer("A blue circle", ["red square", "blue circle"]) == "B"  # article, not a label
+    assert parse_answer("A red square", ["red square", "blue circle"]) == "A"
+    assert parse_answer("A. blue circle", ["red square", "blue circle"]) == "A"  # an explicit label wins
