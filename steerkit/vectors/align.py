@@ -1,0 +1,135 @@
+"""Token alignment: which tokens of a tokenised sentence belong to its anchor words.
+
+Alignment uses character offsets from a fast tokenizer (``return_offsets_mapping=True``), never string matching
+of token pieces, so it is the same for byte-level BPE ("Ġleft", GPT-2/Llama-3/SmolLM style), SentencePiece-style
+("▁left", Llama-2/Gemma style) and word-level tokenizers. Rules:
+
+* a token is an anchor token when its characters, with surrounding whitespace trimmed, overlap an anchor span
+  (so "Ġleft" covering " left" matches the span of "left"; a token straddling a span edge counts as anchor);
+* a token made only of whitespace (a lone "▁") is an anchor token only when it lies inside a span;
+* special tokens (BOS/EOS/PAD/added specials, zero-width offsets) are never anchors and never "other" tokens;
+* padding (``attention_mask == 0``) is neither.
+
+Example:
+    >>> batch = align_batch(tokenizer, load_corpus("spatial_relation", n=4))
+    >>> batch.anchor_mask.sum(dim=1)   # anchor tokens per sentence
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from steerkit.errors import DataError
+from steerkit.vectors.corpus import ConceptSentence
+
+
+@dataclass
+class AlignedBatch:
+    """A padded batch with per-token masks (all ``[batch, seq]``).
+
+    Attributes:
+        input_ids, attention_mask: the tokenizer's output (padding side as the tokenizer is set).
+        anchor_mask: tokens inside an anchor span.
+        other_mask: real, non-special tokens outside every span (the MeanShift/probe negatives).
+        special_mask: special tokens (BOS/EOS/added specials).
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    anchor_mask: torch.Tensor
+    other_mask: torch.Tensor
+    special_mask: torch.Tensor
+
+    def model_inputs(self, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """``input_ids`` and ``attention_mask`` for a forward call."""
+        return {"input_ids": self.input_ids.to(device), "attention_mask": self.attention_mask.to(device)}
+
+
+def token_anchor_flags(text: str, offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]],
+                       special: Sequence[bool] | None = None) -> list[bool]:
+    """For one tokenised sentence: True for each token that belongs to an anchor span.
+
+    Args:
+        text: the sentence.
+        offsets: ``(start, end)`` character offsets per token (as a fast tokenizer returns them).
+        spans: anchor character spans ``[start, end)``.
+        special: per-token flag of special tokens (never anchors).
+
+    Example:
+        >>> token_anchor_flags("The cup is under it", [(0, 3), (3, 7), (7, 10), (10, 16), (16, 19)], [(11, 16)])
+        [False, False, False, True, False]
+    """
+    flags = []
+    for i, (ts, te) in enumerate(offsets):
+        if (special is not None and special[i]) or te <= ts:
+            flags.append(False)
+            continue
+        s0, e0 = ts, te
+        while ts < te and text[ts].isspace():
+            ts += 1
+        while te > ts and text[te - 1].isspace():
+            te -= 1
+        if ts == te:  # whitespace-only piece: anchor only when inside a (multi-word) span
+            flags.append(any(s <= s0 and e0 <= e for s, e in spans))
+        else:
+            flags.append(any(max(ts, s) < min(te, e) for s, e in spans))
+    return flags
+
+
+def _check_fast(tokenizer: Any) -> None:
+    if not getattr(tokenizer, "is_fast", False):
+        raise DataError(
+            f"{type(tokenizer).__name__} is not a fast tokenizer, so it gives no character offsets; load it with "
+            "AutoTokenizer.from_pretrained(..., use_fast=True) or wrap a `tokenizers` object in "
+            "PreTrainedTokenizerFast"
+        )
+
+
+def special_token_ids(tokenizer: Any) -> set[int]:
+    """Ids that are never anchors: the tokenizer's special ids and added special tokens."""
+    ids = set(getattr(tokenizer, "all_special_ids", ()) or ())
+    decoder = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    ids |= {int(i) for i, t in decoder.items() if getattr(t, "special", False)}
+    return ids
+
+
+def align_batch(tokenizer: Any, sentences: Sequence[ConceptSentence], max_length: int | None = None,
+                add_special_tokens: bool = True) -> AlignedBatch:
+    """Tokenise ``sentences`` (padded) and mark anchor / other / special tokens by character offsets.
+
+    Raises :class:`DataError` for a slow tokenizer, or when a sentence has no anchor token (e.g. truncated by
+    ``max_length``) — a silently empty anchor set would bias the vector.
+
+    Example:
+        >>> b = align_batch(tok, [parse_marked("[[Two]] cats sleep.", "counting")])
+        >>> tok.convert_ids_to_tokens(b.input_ids[0][b.anchor_mask[0]])
+        ['Two']
+    """
+    _check_fast(tokenizer)
+    if tokenizer.pad_token_id is None:
+        raise DataError(f"{type(tokenizer).__name__} has no pad token; set tokenizer.pad_token = "
+                        "tokenizer.eos_token (padding is masked out, so any id works)")
+    texts = [s.text for s in sentences]
+    enc = tokenizer(texts, return_offsets_mapping=True, return_special_tokens_mask=True, padding=True,
+                    truncation=max_length is not None, max_length=max_length, add_special_tokens=add_special_tokens,
+                    return_tensors="pt")
+    ids, attn = enc["input_ids"], enc["attention_mask"].bool()
+    specials_by_id = torch.tensor(sorted(special_token_ids(tokenizer)) or [-1])
+    special = enc["special_tokens_mask"].bool() | torch.isin(ids, specials_by_id)
+    special &= attn
+    anchor = torch.zeros_like(attn)
+    for row, sent in enumerate(sentences):
+        offsets = [tuple(int(x) for x in o) for o in enc["offset_mapping"][row].tolist()]
+        flags = token_anchor_flags(sent.text, offsets, sent.spans, (special[row] | ~attn[row]).tolist())
+        anchor[row] = torch.tensor(flags, dtype=torch.bool)
+        if not any(flags):
+            raise DataError(
+                f"no token of {sent.text!r} falls in its anchor spans {list(sent.spans)} "
+                f"({sent.anchors}); the sentence was truncated (raise max_length) or its spans are wrong"
+            )
+    other = attn & ~special & ~anchor
+    return AlignedBatch(ids, enc["attention_mask"], anchor, other, special)
