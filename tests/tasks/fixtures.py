@@ -103,6 +103,11 @@ def make_cvbench(folder: Path, layout: str = "2025", card: bool = False, extra_r
     r2 = r2 + (extra_rows or [])
     if layout == "2024":
         write_parquet(r2 + r3, feats, folder / "test.parquet")
+        if card:  # the 2024 snapshot: a card without configs, plus test.jsonl and img/ beside the parquet
+            (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# CV-Bench (fixture)\n")
+            (folder / "test.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "image"})
+                                                       + "\n" for r in r2 + r3))
+            (folder / "img").mkdir(exist_ok=True)
     else:
         write_parquet(r2, feats, folder / "test_2d.parquet")
         write_parquet(r3, feats, folder / "test_3d.parquet")

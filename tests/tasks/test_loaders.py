@@ -12,7 +12,7 @@ from steerkit.tasks.loaders import load_blink, load_clevr_count, load_cvbench, l
 from tests.tasks import fixtures as fx
 
 
-@pytest.mark.parametrize("layout,card", [("2024", False), ("2025", False), ("2025", True)])
+@pytest.mark.parametrize("layout,card", [("2024", False), ("2024", True), ("2025", False), ("2025", True)])
 def test_cvbench_layouts_round_trip(tmp_path, layout, card):
     folder = fx.make_cvbench(tmp_path / "cvb", layout=layout, card=card)
     items = load_cvbench(folder)

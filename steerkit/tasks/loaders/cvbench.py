@@ -99,12 +99,14 @@ def load_cvbench(
         True
     """
     path = Path(str(source)) if isinstance(source, (str, Path)) else None
-    if path is not None and path.is_dir() and not (path / "README.md").exists():
-        rows = rows_from("parquet", split="train", data_files=local_data_files(path, config))
-    elif path is not None and path.is_dir():  # a snapshot of the hub repository: its card declares the configs
-        rows = rows_from(str(path), config=None if config == "default" and _no_configs(path) else config, split=split)
+    # "default" is also the implicit config of a card without configs (the 2024 layout): pass None for it.
+    name = None if config == "default" else config
+    if path is not None and path.is_dir() and _has_configs(path):
+        rows = rows_from(str(path), config=name, split=split)  # a snapshot of the hub repository, card and all
+    elif path is not None and path.is_dir():  # bare files (or the 2024 snapshot, whose test.jsonl would confuse
+        rows = rows_from("parquet", split="train", data_files=local_data_files(path, config))  # format inference)
     else:
-        rows = rows_from(source, config=config if isinstance(source, str) else None, split=split, revision=revision)
+        rows = rows_from(source, config=name if isinstance(source, str) else None, split=split, revision=revision)
     if tasks is not None:
         unknown = set(tasks) - set(TASKS)
         if unknown:
@@ -118,5 +120,6 @@ def load_cvbench(
                        on_error=on_error, name=f"CV-Bench[{config}]", limit=limit)
 
 
-def _no_configs(folder: Path) -> bool:
-    return "configs:" not in (folder / "README.md").read_text(errors="replace")
+def _has_configs(folder: Path) -> bool:
+    card = folder / "README.md"
+    return card.exists() and "configs:" in card.read_text(errors="replace")
