@@ -30,6 +30,10 @@ class RenderError(SteerkitError, ValueError):
     """Text that cannot be rendered faithfully (missing glyph, unknown font...)."""
 
 
+class StoreError(SteerkitError, RuntimeError):
+    """A results store that cannot be used as asked (a changed configuration, a corrupt part file...)."""
+
+
 class GapError(SteerkitError, ValueError):
     """A modality-gap request that cannot run as asked (unknown mode, a mode the prompt style lacks...)."""
 
