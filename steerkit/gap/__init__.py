@@ -21,12 +21,19 @@ from steerkit.gap.modes import (
     sweep_render,
 )
 from steerkit.gap.parse import ParsedAnswer, answers_match, parse_answer, parse_transcript
-from steerkit.gap.problems import TextProblem, load_gsm8k, organism_arithmetic, problems_frame, word_problems
-from steerkit.gap.report import compare_runs, gap_report, plot_gap, plot_sweep
+from steerkit.gap.problems import (
+    TextProblem,
+    load_gsm8k,
+    organism_arithmetic,
+    problem_set,
+    problems_frame,
+    word_problems,
+)
+from steerkit.gap.report import compare_runs, gap_report, plot_before_after, plot_gap, plot_sweep
 from steerkit.gap.taxonomy import char_error_rate, error_shares, length_stats, tag_errors
 
 __all__ = ["GENERIC", "IMAGE_MODES", "MODES", "MODE_LABELS", "ModeInput", "ParsedAnswer", "PromptStyle",
            "TextProblem", "answers_match", "char_error_rate", "compare_runs", "error_shares", "gap_report",
            "length_stats", "load_gsm8k", "mode_input", "organism_arithmetic", "organism_style", "parse_answer",
-           "parse_transcript", "plot_gap", "plot_sweep", "problems_frame", "run_gap", "save_results", "style_for",
+           "parse_transcript", "plot_before_after", "plot_gap", "plot_sweep", "problem_set", "problems_frame", "run_gap", "save_results", "style_for",
            "sweep_render", "tag_errors", "word_problems"]

@@ -278,3 +278,23 @@ def organism_arithmetic(n: int, seed: int = 0, split: str = "test") -> list[Text
     return [TextProblem(question=r["question"], answer=str(r["answer"]), id=str(r["id"]), source="organism",
                         extra={k: v for k, v in r.items() if k not in ("question", "answer", "id")} | {"split": split})
             for r in rows]
+
+
+def problem_set(source: str, n: int, *, seed: int = 0, split: str = "test", model: str | None = None,
+                path: str | Path | None = None) -> list[TextProblem]:
+    """Problems by name: ``"organism"``, ``"synthetic"``, ``"gsm8k"`` (``path`` for a local parquet), or ``"auto"``
+    (the organism's arithmetic when ``model`` is the organism, else synthetic word problems).
+
+    Example:
+        >>> problem_set("auto", 20, model="steerkit/organism")[0].source
+        'organism'
+    """
+    if source == "auto":
+        source = "organism" if model is not None and "organism" in model else "synthetic"
+    if source == "organism":
+        return organism_arithmetic(n, seed=seed, split=split)
+    if source == "synthetic":
+        return word_problems(n, seed=seed, split=split)
+    if source == "gsm8k":
+        return load_gsm8k(split, n=n, path=path, seed=seed)
+    raise DataError(f"unknown problem source {source!r}; choose 'auto', 'organism', 'synthetic' or 'gsm8k'")

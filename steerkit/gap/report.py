@@ -138,3 +138,20 @@ def plot_sweep(df: pd.DataFrame, x: str = "font", *, mode: str = "instruction_im
     fig.update_layout(title=title or f"{MODE_LABELS.get(mode, mode)} accuracy by {x}", xaxis_title=x,
                       yaxis=dict(title="accuracy", range=[0, 1.05]), template="plotly_white")
     return fig
+
+
+def plot_before_after(comparison: pd.DataFrame, title: str = "Before vs after self-distillation") -> Any:
+    """Grouped bars of accuracy before and after per mode (from :func:`compare_runs`), with bootstrap CIs, and the
+    paired difference with its CI in the hover text (plotly figure)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for when, colour in (("before", "#9aa5b1"), ("after", "#2b6cb0")):
+        fig.add_bar(name=when, x=comparison["label"], y=comparison[when], marker_color=colour,
+                    error_y=dict(type="data", symmetric=False, array=comparison[f"{when}_hi"] - comparison[when],
+                                 arrayminus=comparison[when] - comparison[f"{when}_lo"]),
+                    hovertext=[f"diff {d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in
+                               zip(comparison["diff"], comparison["diff_lo"], comparison["diff_hi"])])
+    fig.update_layout(barmode="group", title=title, yaxis=dict(title="accuracy", range=[0, 1.1]),
+                      template="plotly_white")
+    return fig

@@ -16,8 +16,8 @@ from steerkit.render.fonts import (
     missing_glyphs,
     register_font,
 )
-from steerkit.render.text_image import RenderConfig, normalize_text, render_text, wrap_lines
+from steerkit.render.text_image import RenderConfig, font_sheet, normalize_text, render_text, wrap_lines
 
 __all__ = ["DEFAULT_FONT", "FontSpec", "RenderConfig", "available_fonts", "check_coverage", "font_spec",
-           "has_glyph", "load_font", "missing_glyphs", "normalize_text", "register_font", "render_text",
+           "font_sheet", "has_glyph", "load_font", "missing_glyphs", "normalize_text", "register_font", "render_text",
            "wrap_lines"]

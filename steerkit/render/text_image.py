@@ -198,3 +198,28 @@ def render_text(text: str, config: RenderConfig | None = None, *, seed: int | st
     img.info["steerkit_render"] = {"font": cfg.font, "size": size, "requested_size": cfg.size,
                                    "lines": len(lines), "scale": cfg.scale, "invert": cfg.invert}
     return img
+
+
+def font_sheet(text: str, fonts: list[str] | None = None, *, size: int = 28, width: int = 900,
+               label_width: int = 220) -> Image.Image:
+    """One image with ``text`` rendered in each font, labelled by font name (for notebooks and docs).
+
+    Labels are drawn in the default font; each sample line uses its own font and the usual glyph check.
+
+    Example:
+        >>> font_sheet("Janet has 16 eggs.", ["noto-sans", "caveat"]).width
+        900
+    """
+    from steerkit.render.fonts import available_fonts
+
+    names = list(fonts or sorted(available_fonts()))
+    row_h = int(size * 1.8)
+    sheet = Image.new("RGB", (width, row_h * len(names)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    label_font = load_font(DEFAULT_FONT, max(10, size * 2 // 3))
+    for i, name in enumerate(names):
+        check_coverage(text, name)
+        y = i * row_h + (row_h - size) // 2
+        draw.text((8, y), name, fill=(110, 110, 110), font=label_font)
+        draw.text((label_width, y), text, fill=(0, 0, 0), font=load_font(name, size))
+    return sheet
