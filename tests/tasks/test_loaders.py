@@ -122,6 +122,8 @@ def test_blink_round_trip_and_multi_image_rows(tmp_path):
     assert items[0].choices == ["0", "3", "2", "1"] and "Select from the following choices" in items[0].prompt
     with pytest.raises(DataError, match="no val"):
         load_blink(["Spatial_Relation"], source=folder)
+    rows = fx.blink_rows("Counting") + fx.blink_rows("Relative_Depth")  # rows in hand: one pass, task from sub_task
+    assert [it.task for it in load_blink(source=rows)] == ["BLINK-Counting"] * 3 + ["BLINK-Relative_Depth"] * 3
 
 
 def test_clevr_count_to_multiple_choice(tmp_path):

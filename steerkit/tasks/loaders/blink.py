@@ -24,8 +24,11 @@ HUB_NAME = "BLINK-Benchmark/BLINK"
 SUBTASKS = ("Counting", "Relative_Depth", "Spatial_Relation", "Object_Localization")
 
 
-def blink_item(row: Mapping[str, Any], subtask: str) -> Item:
-    """One BLINK row as an :class:`Item`. Rows with more than one image are rejected (the item has one image)."""
+def blink_item(row: Mapping[str, Any], subtask: str = "") -> Item:
+    """One BLINK row as an :class:`Item` (task ``"BLINK-<subtask>"``; ``subtask`` "" = from the row's sub_task).
+
+    Rows with more than one image are rejected (the item holds one image).
+    """
     extra_images = [k for k in ("image_2", "image_3", "image_4") if row.get(k) is not None]
     if extra_images:
         raise DataError(f"has {1 + len(extra_images)} images; only single-image subtasks {SUBTASKS} are supported")
@@ -40,9 +43,11 @@ def blink_item(row: Mapping[str, Any], subtask: str) -> Item:
     prompt = row.get("prompt")
     if not prompt:
         raise DataError("prompt is missing")
+    # Task names use the config spelling ("Relative_Depth"), whatever the row's sub_task column says.
+    name = subtask or str(row.get("sub_task") or "").replace(" ", "_")
     return Item(id=str(row["idx"]), image=to_pil(row.get("image_1")), prompt=str(prompt), choices=choices,
-                answer=letter, task=f"BLINK-{row.get('sub_task') or subtask}", source="BLINK",
-                question=str(row.get("question") or ""), extra={"sub_task": row.get("sub_task") or subtask})
+                answer=letter, task=f"BLINK-{name}", source="BLINK", question=str(row.get("question") or ""),
+                extra={"sub_task": row.get("sub_task") or subtask})
 
 
 def load_blink(
@@ -61,15 +66,19 @@ def load_blink(
     if isinstance(subtasks, str):
         subtasks = [subtasks]
     out = LoadedItems(name="BLINK")
+    if not isinstance(source, (str, Path)):  # rows already in hand (a Dataset / list): one pass, subtask per row
+        part = build_items(rows_from(source, split=split), lambda i, r: blink_item(r, ""),
+                           row_id=lambda i, r: str(r.get("idx", i)), on_error=on_error, name="BLINK", limit=limit)
+        return LoadedItems(part, part.skipped, name="BLINK")
     for sub in subtasks:
-        path = Path(str(source))
-        if isinstance(source, (str, Path)) and path.is_dir():
+        path = Path(source)
+        if path.is_dir():
             files = sorted(str(f) for f in (path / sub).glob(f"{split}-*.parquet"))
             if not files:
                 raise DataError(f"{path / sub} has no {split}-*.parquet files; is {path} a copy of {HUB_NAME}?")
             rows = rows_from("parquet", split="train", data_files=files)
         else:
-            rows = rows_from(source, config=sub if isinstance(source, str) else None, split=split)
+            rows = rows_from(str(source), config=sub, split=split)
         part = build_items(rows, lambda i, r, s=sub: blink_item(r, s), row_id=lambda i, r: str(r.get("idx", i)),
                            on_error=on_error, name=f"BLINK-{sub}", limit=limit)
         out.extend(part)
