@@ -61,6 +61,7 @@ n_items = 40
 modes = "auto"               # "auto": every mode the prompt style supports; or a list of mode names
 fonts = ["noto-sans", "noto-serif", "ibm-plex-mono", "caveat"]
 scales = [1.0, 0.5, 0.25]
+sizes = [20, 44]             # font sizes besides the default 32 (relative for the organism: 32 means its 15 px glyphs)
 max_new_tokens = 48          # 48 fits the organism's traces; use ~1024 for real models (the paper's setting)
 batch_size = 40
 seed = 0
@@ -122,29 +123,33 @@ for mode in run_modes:
     row = df[df["mode"] == mode].iloc[0]
     print(f"[{mode}] {row['response'][:160]!r}")
 """),
-    md("## Font and resolution sweeps\nThe image mode under each font, and the default font at lower resolutions "
-       "(scale 0.5 = half the pixels on each side), against Text on the same items."),
+    md("## Font, resolution and size sweeps\nThe image mode under each font, and the default font at lower "
+       "resolutions (scale 0.5 = half the pixels on each side) and other sizes, against Text on the same items."),
     code("""
 sweep_mode = "instruction_image" if style.supports("instruction_image") else run_modes[-1]
 configs = [RenderConfig(font=f) for f in fonts] + [RenderConfig(scale=s) for s in scales if s != 1.0]
-configs.append(RenderConfig(invert=True))
+configs += [RenderConfig(size=s) for s in sizes if s != RenderConfig().size] + [RenderConfig(invert=True)]
 sw = sweep_render(mdl, processor, probs, configs, modes=[sweep_mode], style=style, max_new_tokens=max_new_tokens,
                   batch_size=batch_size, seed=seed, model_name=model)
 sw.to_parquet(OUT / "sweep.parquet", index=False)
 sweep_report = gap_report(sw, by=["config"], n_boot=n_boot)
 sweep_report.to_parquet(OUT / "sweep_report.parquet", index=False)
 display(sweep_report[["config", "label", "n", "accuracy", "acc_lo", "acc_hi", "diff", "diff_lo", "diff_hi"]].round(3))
-plain = sw[(sw["mode"] == "text") | ((sw["scale"] == 1.0) & (sw["invert"] == False))]  # noqa: E712
+default = RenderConfig()
+plain = sw[(sw["mode"] == "text") | ((sw["scale"] == 1.0) & (sw["size"] == default.size) & ~sw["invert"].astype(bool))]
 by_font = plot_sweep(plain, x="font", mode=sweep_mode)
 by_font.write_html(OUT / "sweep_font.html")
 by_font
 """),
     code("""
-default_font = RenderConfig().font
-res = sw[(sw["mode"] == "text") | ((sw["font"] == default_font) & (sw["invert"] == False))]  # noqa: E712
+base = (sw["font"] == default.font) & ~sw["invert"].astype(bool)
+res = sw[(sw["mode"] == "text") | (base & (sw["size"] == default.size))]
 by_scale = plot_sweep(res, x="scale", mode=sweep_mode)
 by_scale.write_html(OUT / "sweep_scale.html")
-by_scale
+display(by_scale)
+by_size = plot_sweep(sw[(sw["mode"] == "text") | (base & (sw["scale"] == 1.0))], x="size", mode=sweep_mode)
+by_size.write_html(OUT / "sweep_size.html")
+by_size
 """),
     code("""
 text_acc = report.set_index("mode").loc["text", "accuracy"]

@@ -44,6 +44,7 @@ MODE_LABELS: dict[str, str] = {"text": "Text", "image": "Image", "instruction_im
                                "ocr_1p": "OCR 1-pass", "ocr_2p": "OCR 2-pass"}
 
 Renderer = Callable[[str, RenderConfig, Any], Image.Image]
+ORGANISM_GLYPH = 15  # the organism's training glyph size in its 16-pixel cells
 
 
 def _render_generic(text: str, cfg: RenderConfig, seed: Any) -> Image.Image:
@@ -107,8 +108,9 @@ def organism_style() -> PromptStyle:
     ``text`` asks "Compute 47+38 . Think step by step ...", ``instruction_image`` gives the rendered sum with
     "Compute the sum in the image . ...", ``image`` gives the rendered sum with an empty prompt (the whole
     instruction does not fit the organism's 16-cell canvas, and it was never trained on that form). The
-    :class:`RenderConfig` fields used are ``font`` (an organism font), ``size`` (glyph size; 15 in training when
-    left at the generic default 32), ``jitter`` and ``scale`` (down-sampling before the processor).
+    :class:`RenderConfig` fields used are ``font`` (an organism font), ``size`` (relative to the generic default:
+    32 gives the training glyph size 15 px, 16 gives 8 px), ``invert``, ``jitter`` and ``scale`` (down-sampling
+    before the processor).
     """
     from steerkit.models import organism
 
@@ -116,7 +118,8 @@ def organism_style() -> PromptStyle:
     instr = organism.world.ARITH_IMAGE_PROMPT
 
     def render(text: str, cfg: RenderConfig, seed: Any) -> Image.Image:
-        size = 15 if cfg.size == RenderConfig().size else cfg.size
+        # Size is relative to the generic default (32 px on 1280 x 720): 32 -> the organism's training glyph size 15.
+        size = max(4, round(ORGANISM_GLYPH * cfg.size / RenderConfig().size))
         img = organism.render_arithmetic(text, font=cfg.font, seed=seed, size=size, jitter=cfg.jitter)
         if cfg.invert:
             img = Image.eval(img, lambda v: 255 - v)
