@@ -189,7 +189,7 @@ per_device_batch = 16
 scope = "lm"                 # "lm" | "lm+projector" | "vision"
 text_replay = 0.0
 transfer_fonts = ["noto-serif"]
-transfer_per_task = 16       # organism scene questions per task for the transfer check (0 = skip)
+transfer_per_task = 16       # organism scene questions per task for the transfer check (0 skips it)
 seed = 0
 n_boot = 1000
 """, tags=["parameters"]),
