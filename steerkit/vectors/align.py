@@ -8,6 +8,7 @@ of token pieces, so it is the same for byte-level BPE ("Ġleft", GPT-2/Llama-3/S
   (so "Ġleft" covering " left" matches the span of "left"; a token straddling a span edge counts as anchor);
 * a token made only of whitespace (a lone "▁") is an anchor token only when it lies inside a span;
 * special tokens (BOS/EOS/PAD/added specials, zero-width offsets) are never anchors and never "other" tokens;
+  ``<unk>`` is not special here: it stands for real characters and is aligned by its offsets like any token;
 * padding (``attention_mask == 0``) is neither.
 
 Example:
@@ -94,6 +95,7 @@ def special_token_ids(tokenizer: Any) -> set[int]:
     ids = set(getattr(tokenizer, "all_special_ids", ()) or ())
     decoder = getattr(tokenizer, "added_tokens_decoder", {}) or {}
     ids |= {int(i) for i, t in decoder.items() if getattr(t, "special", False)}
+    ids.discard(getattr(tokenizer, "unk_token_id", None))  # <unk> stands for real characters of the text
     return ids
 
 
@@ -120,6 +122,9 @@ def align_batch(tokenizer: Any, sentences: Sequence[ConceptSentence], max_length
     ids, attn = enc["input_ids"], enc["attention_mask"].bool()
     specials_by_id = torch.tensor(sorted(special_token_ids(tokenizer)) or [-1])
     special = enc["special_tokens_mask"].bool() | torch.isin(ids, specials_by_id)
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is not None:
+        special &= ids != unk
     special &= attn
     anchor = torch.zeros_like(attn)
     for row, sent in enumerate(sentences):
