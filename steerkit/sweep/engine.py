@@ -60,7 +60,8 @@ def _shard() -> tuple[int, int]:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import PartialState
 
-        state = PartialState()
+        # without CUDA, accelerate only recognises a multi-process CPU launch when told cpu=True (gloo backend)
+        state = PartialState(cpu=not torch.cuda.is_available())
         return int(state.process_index), int(state.num_processes)
     return 0, 1
 
@@ -198,6 +199,16 @@ def adapter_for_tokenizer(processor: Any) -> Any:
 
 
 # -------------------------------------------------------------------------------------------------- sweep
+def _hint(concept: str, hints: Mapping[str, str], hint_for: Callable[..., str]) -> str:
+    """The hint of a concept; vector concepts are snake_case ("spatial_relation"), hint keys are phrases
+    ("spatial relationship"): try the name, then with spaces, then the one key it begins."""
+    found = hint_for(concept, hints) or hint_for(concept.replace("_", " "), hints)
+    if found:
+        return found
+    keys = [k for k in hints if k.startswith(concept.replace("_", " "))]
+    return hints[keys[0]] if len(keys) == 1 else ""
+
+
 def _chunks(seq: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [seq[i: i + size] for i in range(0, len(seq), size)]
 
@@ -288,7 +299,7 @@ def sweep(
             raise SteeringError(f"vector {m}/{c} has no entry for layers {missing}; extract it at those layers")
     hint_table = dict(hints) if hints is not None else dict(CONCEPT_HINTS)
     concepts = sorted({c for _, c in table})
-    hint_texts = {c: hint_for(c, hint_table) for c in concepts}
+    hint_texts = {c: _hint(c, hint_table, hint_for) for c in concepts}
     # concepts without a hint get no prompting baseline (it would equal the plain baseline)
     hinted_concepts = [c for c in concepts if hint_texts[c]] if prompt_baseline else []
 

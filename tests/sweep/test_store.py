@@ -156,6 +156,9 @@ def test_world_size_from_environment(setup, tmp_path, monkeypatch):
     class FakeState:  # what accelerate launch would give rank 1 of 2, without starting a process group
         process_index, num_processes = 1, 2
 
+        def __init__(self, cpu: bool = False):
+            pass
+
     model, processor, items, vecs = setup
     monkeypatch.setattr(accelerate, "PartialState", FakeState)
     monkeypatch.setenv("WORLD_SIZE", "2")
