@@ -78,6 +78,7 @@ class Adapter:
     drop_input_keys: tuple[str, ...] = ("labels",)
     multimodal: bool = True
     raw_text_format: str = "{prompt}"
+    raw_image_format: str = "{prompt}"
     lora_linears: tuple[str, ...] = _DECODER_LINEARS
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
@@ -195,7 +196,7 @@ class Adapter:
     def format_prompt(self, processor: Any, prompt: str, with_image: bool) -> str:
         """The prompt string in the family's format (chat template with an image entry, or raw)."""
         if self.prompt_style == "raw" or not getattr(processor, "chat_template", None):
-            return prompt
+            return self.raw_image_format.format(prompt=prompt) if with_image else prompt
         content: list[dict[str, str]] = [{"type": "image"}] if with_image else []
         content.append({"type": "text", "text": prompt})
         return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
@@ -307,6 +308,7 @@ _TABLE: list[Adapter] = [
         projector=("model.multi_modal_projector", "multi_modal_projector"),
         prompt_style="raw",  # PaliGemmaProcessor prepends image tokens + BOS and appends "\n"
         raw_text_format="{bos}{prompt}\n",
+        raw_image_format="<image>{prompt}",  # one marker; the processor expands it to image_seq_length tokens
         notes="PaliGemma / PaliGemma2; image token id in config.image_token_index before 4.52",
     ),
     Adapter(
