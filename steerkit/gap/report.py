@@ -19,6 +19,13 @@ from steerkit.errors import GapError
 from steerkit.gap.modes import MODE_LABELS, MODES
 
 
+def mode_label(mode: str) -> str:
+    """Display label of a mode; "instruction_image@caveat" (a mode under another font) -> "Instr.+Image @caveat"."""
+    base, _, variant = mode.partition("@")
+    label = MODE_LABELS.get(base, base)
+    return f"{label} @{variant}" if variant else label
+
+
 def _paired(df: pd.DataFrame, mode: str, baseline: str, keys: Sequence[str]) -> tuple[pd.Series, pd.Series]:
     a = df[df["mode"] == baseline].set_index(list(keys))["correct"]
     b = df[df["mode"] == mode].set_index(list(keys))["correct"]
@@ -51,7 +58,7 @@ def gap_report(df: pd.DataFrame, *, baseline: str = "text", by: Sequence[str] = 
             part = sub[sub["mode"] == mode]
             acc = bootstrap_ci(part["correct"].astype(float).to_numpy(), n_boot=n_boot, seed=seed, level=level)
             row: dict[str, Any] = dict(zip(by, key))
-            row.update(mode=mode, label=MODE_LABELS.get(mode, mode), n=len(part), accuracy=acc.value,
+            row.update(mode=mode, label=mode_label(mode), n=len(part), accuracy=acc.value,
                        acc_lo=acc.lo, acc_hi=acc.hi, format_ok=part["format_ok"].mean(),
                        mean_chars=part["response_chars"].mean(), median_chars=part["response_chars"].median())
             # A sweep runs Text once (its own group): pair each group's rows with the global baseline rows.
@@ -93,7 +100,7 @@ def compare_runs(before: pd.DataFrame, after: pd.DataFrame, *, modes: Sequence[s
         d = paired_bootstrap_diff(a, b, n_boot=n_boot, seed=seed, level=level)
         ca, cb = bootstrap_ci(a, n_boot=n_boot, seed=seed, level=level), bootstrap_ci(b, n_boot=n_boot, seed=seed,
                                                                                      level=level)
-        rows.append(dict(mode=mode, label=MODE_LABELS.get(mode, mode), n=len(common), before=ca.value,
+        rows.append(dict(mode=mode, label=mode_label(mode), n=len(common), before=ca.value,
                          before_lo=ca.lo, before_hi=ca.hi, after=cb.value, after_lo=cb.lo, after_hi=cb.hi,
                          diff=d.value, diff_lo=d.lo, diff_hi=d.hi, mcnemar_p=mcnemar_exact(a, b).pvalue,
                          significant=bool(d.lo > 0 or d.hi < 0)))
