@@ -40,6 +40,7 @@ class Activations:
         token_ids: ``[n_tokens]`` token ids.
         n_layers, hidden_size: the source model's decoder depth and width.
         concept, source_model, corpus_hash: provenance, copied into vectors.
+        prepended_bos: whether BOS was put in front of each sentence (the tokenizer adds none itself).
     """
 
     hidden: torch.Tensor
@@ -52,6 +53,7 @@ class Activations:
     concept: str
     source_model: str
     corpus_hash: str
+    prepended_bos: bool = False
 
     @property
     def n_sentences(self) -> int:
@@ -129,12 +131,14 @@ def collect_activations(
         lambda _m, _i, out, l=l: captured.__setitem__(l, _layer_output(out))) for l in keep]
     chunks: list[torch.Tensor] = []
     anchors, sent_ids, tok_ids = [], [], []
+    prepended = False
     was_training = base.training
     base.eval()
     try:
         starts = range(0, len(sentences), batch_size)
         for start in tqdm(starts, desc=f"activations {','.join(concepts)}", disable=not progress, leave=False):
             batch = align_batch(tokenizer, sentences[start:start + batch_size], max_length=max_length)
+            prepended = batch.prepended_bos
             captured.clear()
             base(**batch.model_inputs(device), use_cache=False)
             keep_mask = batch.anchor_mask | batch.other_mask  # real, non-special tokens
@@ -158,4 +162,5 @@ def collect_activations(
         concept="+".join(concepts),
         source_model=source_model or model_name(model),
         corpus_hash=corpus_hash(sentences),
+        prepended_bos=prepended,
     )

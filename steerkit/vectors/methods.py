@@ -38,6 +38,7 @@ GEMMA_SCOPE_RELEASE = "gemma-scope-2b-pt-res-canonical"
 
 
 def _vector(acts: Activations, vectors: Mapping[int, torch.Tensor], method: str, extra: dict[str, Any]) -> SteeringVector:
+    extra = {**extra, "prepended_bos": acts.prepended_bos}
     return SteeringVector(vectors, method=method, concept=acts.concept, n_layers=acts.n_layers,
                           source_model=acts.source_model, hidden_size=acts.hidden_size,
                           corpus_hash=acts.corpus_hash, extra=extra)

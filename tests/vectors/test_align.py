@@ -99,3 +99,24 @@ def test_masks_are_boolean_and_aligned_to_inputs():
     for m in (batch.anchor_mask, batch.other_mask, batch.special_mask):
         assert m.dtype == torch.bool and m.shape == batch.input_ids.shape
     assert not bool((batch.anchor_mask & batch.other_mask).any())
+
+
+def test_bos_is_prepended_only_when_the_tokenizer_adds_none():
+    """A tokenizer without a leading special (SmolLM2/GPT-2 style) gets BOS, so no real token is at position 0."""
+    from transformers import PreTrainedTokenizerFast
+
+    with_bos = bytelevel_tokenizer()
+    inner = with_bos.backend_tokenizer.__class__.from_str(with_bos.backend_tokenizer.to_str())
+    inner.post_processor = None
+    no_bos = PreTrainedTokenizerFast(tokenizer_object=inner, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    sents = [parse_marked("[[Never]] leave the cup there.", "negation"), parse_marked("It is [[not]] red.", "negation")]
+    for tok, expect in ((with_bos, False), (no_bos, True)):
+        for side in ("left", "right"):
+            tok.padding_side = side
+            b = align_batch(tok, sents)
+            assert b.prepended_bos is expect
+            first = b.attention_mask.bool().long().argmax(dim=1)  # first real position per row
+            assert all(int(b.input_ids[r, first[r]]) == tok.bos_token_id for r in range(2))
+            assert int((b.input_ids == tok.bos_token_id).sum()) == 2  # exactly one BOS per row
+            assert bool(b.anchor_mask[0, first[0] + 1])  # "Never" right after BOS is an anchor
+    assert align_batch(no_bos, sents, prepend_bos=False).prepended_bos is False
