@@ -50,9 +50,14 @@ class ExperimentConfig:
 
 
 def _evaluate(model: Any, processor: Any, test: Sequence[TextProblem], cfg: ExperimentConfig, style: PromptStyle,
-              render: RenderConfig) -> pd.DataFrame:
+              render: RenderConfig, transfer_problems: Sequence[TextProblem] | None = None) -> pd.DataFrame:
     parts = [run_gap(model, processor, test, modes=["text", cfg.mode], style=style, render=render,
                      max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed)]
+    if transfer_problems:
+        src = transfer_problems[0].source
+        df = run_gap(model, processor, transfer_problems, modes=["text", cfg.mode], render=render,
+                     max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed)
+        parts.append(df.assign(mode=df["mode"] + f"@{src}"))
     for font in cfg.transfer_fonts:
         df = run_gap(model, processor, test, modes=[cfg.mode], style=style, render=render.replace(font=font),
                      max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed)
@@ -78,10 +83,13 @@ def self_distill_experiment(
     render: RenderConfig | None = None,
     transfer_items: Sequence[Any] | None = None,
     transfer_prefix: str = "",
+    transfer_problems: Sequence[TextProblem] | None = None,
     resume_from_checkpoint: bool | str | None = None,
 ) -> dict[str, Any]:
     """Evaluate, sample text-mode traces on ``train``, distil them into image-mode inputs, evaluate again.
 
+    ``transfer_problems``: another problem set (e.g. GSM8K after training on synthetic problems), evaluated in text
+    and the trained image mode, reported as modes ``text@<source>`` and ``<mode>@<source>``.
     ``model`` is changed in place (LoRA is injected); the returned ``model`` is the trained PeftModel. Every table
     is also written as parquet into ``out_dir``. Returns a dict with ``before``, ``after`` (run_gap frames),
     ``traces``, ``comparison`` (per mode: before, after, paired diff CI, McNemar p), ``forgetting`` (dict),
@@ -94,7 +102,7 @@ def self_distill_experiment(
     out.mkdir(parents=True, exist_ok=True)
     style = style or style_for(list(train))
     render = render or RenderConfig()
-    before = _evaluate(model, processor, test, config, style, render)
+    before = _evaluate(model, processor, test, config, style, render, transfer_problems)
     before.to_parquet(out / "before.parquet", index=False)
     tr_before = _transfer_items(model, processor, transfer_items, transfer_prefix) if transfer_items else None
 
@@ -109,7 +117,7 @@ def self_distill_experiment(
                      resume_from_checkpoint=resume_from_checkpoint)
     trained = result.model
 
-    after = _evaluate(trained, processor, test, config, style, render)
+    after = _evaluate(trained, processor, test, config, style, render, transfer_problems)
     after.to_parquet(out / "after.parquet", index=False)
     modes = list(dict.fromkeys(before["mode"]))
     comparison = compare_runs(before, after, modes=modes, n_boot=config.n_boot, seed=config.seed)

@@ -15,7 +15,8 @@ def test_experiment_end_to_end(monkeypatch, tmp_path):
     from steerkit.models.tiny import tiny_model
 
     train, test = word_problems(4, seed=0, split="train"), word_problems(3, seed=0, split="test")
-    by_q = {p.question: p for p in train + test}
+    other = word_problems(2, seed=9, split="other")
+    by_q = {p.question: p for p in train + test + other}
 
     def fake(model, processor, prompts, images=None, num_return_sequences=1, **kw):
         out = []
@@ -34,9 +35,12 @@ def test_experiment_end_to_end(monkeypatch, tmp_path):
                            distill=DistillConfig(max_steps=1, per_device_batch=2, effective_batch=2, rank=4,
                                                  save_steps=1000, warmup=0))
     res = self_distill_experiment(model, processor, train, test, tmp_path, cfg,
-                                  render=RenderConfig(canvas=(320, 200), size=10, margins=4, min_size=4))
+                                  render=RenderConfig(canvas=(320, 200), size=10, margins=4, min_size=4),
+                                  transfer_problems=other)
     cmp = res["comparison"].set_index("mode")
-    assert list(cmp.index) == ["text", "instruction_image", "instruction_image@caveat"]
+    assert list(cmp.index) == ["text", "instruction_image", "text@synthetic", "instruction_image@synthetic",
+                               "instruction_image@caveat"]
+    assert cmp.loc["text@synthetic", "n"] == 2 and cmp.loc["instruction_image@caveat", "n"] == 3
     assert cmp.loc["text", "before"] == 1.0 and cmp.loc["text", "after"] == 1.0
     assert cmp.loc["instruction_image", "before"] == 0.0
     assert res["forgetting"]["ok"]
