@@ -41,6 +41,7 @@ class Activations:
         n_layers, hidden_size: the source model's decoder depth and width.
         concept, source_model, corpus_hash: provenance, copied into vectors.
         prepended_bos: whether BOS was put in front of each sentence (the tokenizer adds none itself).
+        anchor_keys: per sentence, its anchor words lower-cased and joined by "|" (for held-out-word probes).
     """
 
     hidden: torch.Tensor
@@ -54,6 +55,7 @@ class Activations:
     source_model: str
     corpus_hash: str
     prepended_bos: bool = False
+    anchor_keys: list[str] | None = None
 
     @property
     def n_sentences(self) -> int:
@@ -163,4 +165,5 @@ def collect_activations(
         source_model=source_model or model_name(model),
         corpus_hash=corpus_hash(sentences),
         prepended_bos=prepended,
+        anchor_keys=["|".join(a.lower() for a in s.anchors) for s in sentences],
     )

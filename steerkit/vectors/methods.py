@@ -78,9 +78,39 @@ def sentence_split(n_sentences: int, test_fraction: float = 0.25, seed: int = 0)
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
+def anchor_word_split(keys: Sequence[str], test_fraction: float = 0.25,
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Sentence ids for train and test such that no anchor wording of a test sentence is an anchor in training.
+
+    ``keys`` are per-sentence anchor keys (:attr:`Activations.anchor_keys`); whole keys go to test, in seeded
+    order, until ``test_fraction`` of the sentences is reached. This measures whether the probe reads the concept
+    rather than memorising its words.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    if len(groups) < 2:
+        raise DataError("an anchor-word split needs at least two different anchor wordings")
+    order = list(groups)
+    np.random.default_rng(seed).shuffle(order)
+    test: list[int] = []
+    target = max(1, int(round(len(keys) * test_fraction)))
+    for k in order:
+        if len(test) >= target:
+            break
+        test += groups[k]
+    if len(test) == len(keys):
+        raise DataError("the anchor-word split left no training sentences; lower test_fraction")
+    test_set = set(test)
+    return np.array([i for i in range(len(keys)) if i not in test_set]), np.array(sorted(test_set))
+
+
 def linear_probe(acts: Activations, test_fraction: float = 0.25, seed: int = 0, C: float = 1.0,
-                 max_iter: int = 500, progress: bool = True) -> SteeringVector:
+                 max_iter: int = 500, progress: bool = True, split: str = "sentence") -> SteeringVector:
     """Logistic-regression probe (anchor vs other token) per layer; vector = unit-normalised weight.
+
+    ``split="sentence"`` holds out random sentences; ``split="anchor_word"`` holds out whole anchor wordings
+    (:func:`anchor_word_split`), so test anchors are words the probe never saw as anchors.
 
     Features are standardised for the fit (LLM residual streams have a few huge dimensions) and the weight is
     mapped back to the raw activation basis before normalising, so ``h @ v`` ranks tokens like the probe does.
@@ -95,7 +125,14 @@ def linear_probe(acts: Activations, test_fraction: float = 0.25, seed: int = 0, 
     from sklearn.metrics import balanced_accuracy_score
 
     _need_both(acts)
-    train_s, test_s = sentence_split(acts.n_sentences, test_fraction, seed)
+    if split == "sentence":
+        train_s, test_s = sentence_split(acts.n_sentences, test_fraction, seed)
+    elif split == "anchor_word":
+        if acts.anchor_keys is None:
+            raise DataError("these activations carry no anchor_keys; collect them with collect_activations")
+        train_s, test_s = anchor_word_split(acts.anchor_keys, test_fraction, seed)
+    else:
+        raise DataError(f"split={split!r}: use 'sentence' or 'anchor_word'")
     sent = acts.sentence.numpy()
     tr, te = np.isin(sent, train_s), np.isin(sent, test_s)
     y = acts.is_anchor.numpy().astype(np.int64)
@@ -119,8 +156,10 @@ def linear_probe(acts: Activations, test_fraction: float = 0.25, seed: int = 0, 
             "train_accuracy": float((clf.predict((x[tr] - mu) / sd) == y[tr]).mean()),
             "n_train_tokens": int(tr.sum()),
             "n_test_tokens": int(te.sum()),
+            "split": split,
         })
-    return _vector(acts, vectors, "probe", {"probe": records, "test_fraction": test_fraction, "seed": seed,
+    return _vector(acts, vectors, "probe", {"probe": records, "split": split, "test_fraction": test_fraction,
+                                            "seed": seed,
                                             "C": C, "n_sentences": acts.n_sentences})
 
 
@@ -221,6 +260,7 @@ def extract(
     batch_size: int = 32,
     top_k: int = 8,
     test_fraction: float = 0.25,
+    probe_split: str = "sentence",
     seed: int = 0,
     source_model: str | None = None,
     progress: bool = True,
@@ -242,7 +282,8 @@ def extract(
         if method == "mean_shift":
             out[method] = mean_shift(acts)
         elif method == "probe":
-            out[method] = linear_probe(acts, test_fraction=test_fraction, seed=seed, progress=progress)
+            out[method] = linear_probe(acts, test_fraction=test_fraction, seed=seed, progress=progress,
+                                       split=probe_split)
         else:
             out[method] = sae_vector(acts, saes or {}, top_k=top_k, progress=progress)
     return out
@@ -270,7 +311,7 @@ def extract_concepts(
 
     vectors: dict[tuple[str, str], SteeringVector] = {}
     rows = []
-    for concept in tqdm(list(concepts), desc="concepts"):
+    for concept in tqdm(list(concepts), desc="concepts", disable=not kwargs.get("progress", True)):
         sentences = load_corpus(concept, corpus_dir, n=n)
         t0 = time.perf_counter()
         got = extract(model, tokenizer, sentences, methods, **kwargs)

@@ -164,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default="outputs/vectors")
+    ap.add_argument("--layers", type=int, nargs="*", default=None, help="decoder layers (default: all)")
+    ap.add_argument("--probe-split", default="sentence", choices=["sentence", "anchor_word"])
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -172,16 +174,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     load_s = time.perf_counter() - t0
     concepts = args.concepts or available_concepts(args.corpus_dir)
     rep = concept_report(model, tok, concepts, args.corpus_dir, n=args.n, out_dir=args.out, load_seconds=load_s,
-                         batch_size=args.batch_size)
+                         batch_size=args.batch_size, layers=args.layers, probe_split=args.probe_split)
     mid = rep.n_layers // 2
-    text = [f"model: {args.model} ({rep.n_layers} layers), threads={torch.get_num_threads()}, "
+    text = [f"model: {args.model} ({rep.n_layers} layers), probe split: {args.probe_split}, "
+            f"threads={torch.get_num_threads()}, "
             f"cpu_count={os.cpu_count()}, load {load_s:.1f} s, extraction total {rep.meta['total_seconds']:.1f} s",
             "", "## timing", markdown_table(rep.timing.set_index("concept"), "{:.1f}"),
             "", "## probe balanced accuracy", rep.probe_markdown("balanced_accuracy"),
             "", "## probe test accuracy", rep.probe_markdown("test_accuracy"),
-            "", "## majority baseline", rep.probe_markdown("majority_baseline", layers=[0]),
-            "", f"## mean_shift cosine, layer {mid}", rep.similarity_markdown("mean_shift"),
-            "", f"## probe cosine, layer {mid}", rep.similarity_markdown("probe")]
+            "", "## majority baseline", rep.probe_markdown("majority_baseline",
+                                                          layers=[int(rep.probe["layer"].min())]),
+            *(["", f"## mean_shift cosine, layer {mid}", rep.similarity_markdown("mean_shift"),
+               "", f"## probe cosine, layer {mid}", rep.similarity_markdown("probe")]
+              if mid in next(iter(rep.vectors.values())) else [])]
     Path(args.out, "report.md").write_text("\n".join(text) + "\n")
     print("\n".join(text))
 

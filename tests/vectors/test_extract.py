@@ -9,7 +9,7 @@ import torch
 from steerkit.errors import DataError
 from steerkit.vectors.activations import Activations, collect_activations
 from steerkit.vectors.corpus import load_corpus, parse_marked
-from steerkit.vectors.methods import extract, linear_probe, mean_shift, sentence_split
+from steerkit.vectors.methods import anchor_word_split, extract, linear_probe, mean_shift, sentence_split
 
 from .helpers import bytelevel_tokenizer, metaspace_tokenizer, tiny_llama
 
@@ -155,3 +155,19 @@ def test_extract_rejects_unknown_method_and_missing_saes():
         extract(model, tok, sents, methods=("pca",))
     with pytest.raises(DataError, match="saes="):
         extract(model, tok, sents, methods=("sae",))
+
+
+def test_anchor_word_split_holds_out_whole_wordings():
+    keys = ["left"] * 5 + ["behind"] * 7 + ["in front of"] * 4 + ["above"] * 6 + ["under"] * 3
+    tr, te = anchor_word_split(keys, 0.25, seed=1)
+    assert not {keys[i] for i in tr} & {keys[i] for i in te}
+    assert set(tr) | set(te) == set(range(len(keys))) and len(te) >= 6
+    tok = bytelevel_tokenizer()
+    model = tiny_llama(tok, n_layers=2)
+    sents = load_corpus("spatial_relation", n=40, seed=0)
+    acts = collect_activations(model, tok, sents, progress=False)
+    assert acts.anchor_keys[0] == "|".join(a.lower() for a in sents[0].anchors)
+    v = linear_probe(acts, split="anchor_word", progress=False)
+    assert v.extra["split"] == "anchor_word" and len(v.extra["probe"]) == 2
+    with pytest.raises(DataError, match="split"):
+        linear_probe(acts, split="token", progress=False)
