@@ -199,6 +199,21 @@ def adapter_for_tokenizer(processor: Any) -> Any:
 
 
 # -------------------------------------------------------------------------------------------------- sweep
+def _verified_mode(model: torch.nn.Module, inputs: Any, cap: rp.Capture, layer: int, v: torch.Tensor,
+                   alpha: torch.Tensor, pos: torch.Tensor, atol: float, b: int) -> str:
+    """The exact replay mode for this model, checked once per model object on two tiled strengths."""
+    key = (atol, str(next(model.parameters()).dtype))
+    cached = getattr(model, "_steerkit_replay_mode", {})
+    if key not in cached:
+        r = min(2, alpha.shape[0] // b)
+        cached[key] = rp.self_check(model, inputs, cap, layer, r, v, alpha[: r * b], pos[: r * b], atol)
+        model._steerkit_replay_mode = cached  # type: ignore[assignment]
+        if cached[key] != "replay":
+            warnings.warn(f"prefix replay is not exact on {type(model).__name__}; sweeping in mode "
+                          f"{cached[key]!r} (slower, same results)", stacklevel=3)
+    return cached[key]
+
+
 def _hint(concept: str, hints: Mapping[str, str], hint_for: Callable[..., str]) -> str:
     """The hint of a concept; vector concepts are snake_case ("spatial_relation"), hint keys are phrases
     ("spatial relationship"): try the name, then with spaces, then the one key it begins."""
@@ -385,10 +400,7 @@ def sweep(
                                 alpha = torch.tensor([a for _, a in group for _ in range(b)], device=device)
                                 pos = torch.cat([masks[s] for s, _ in group])
                                 if chosen == "auto":
-                                    chosen = rp.self_check(model, inputs, cap, layer, r, v, alpha, pos, atol)
-                                    if chosen != "replay":
-                                        warnings.warn(f"prefix replay is not exact on {type(model).__name__}; "
-                                                      f"sweeping in mode {chosen!r}", stacklevel=2)
+                                    chosen = _verified_mode(model, inputs, cap, layer, v, alpha, pos, atol, b)
                                 if chosen == "full":
                                     logits = rp.full_logits(model, inputs, layer, r, v, alpha, pos)
                                 else:
