@@ -40,9 +40,10 @@ def default_dir() -> Path:
     return Path(env) if env else REPO_DIR
 
 
-def _ensure(path: str | Path | None) -> Path:
+def _ensure(path: str | Path | None, part: str) -> Path:
+    """``path`` (default :func:`default_dir`), building the organism there first if its ``part`` is missing."""
     path = Path(path) if path is not None else default_dir()
-    if not ((path / "mllm" / "config.json").exists() and (path / "text" / "config.json").exists()):
+    if not (path / part / "config.json").exists():
         from steerkit.models.organism.train import build
 
         build(path)
@@ -56,7 +57,7 @@ def load(path: str | Path | None = None) -> tuple[Any, Any]:
     """
     from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
-    path = _ensure(path)
+    path = _ensure(path, "mllm")
     model = LlavaForConditionalGeneration.from_pretrained(path / "mllm")
     processor = LlavaProcessor.from_pretrained(path / "mllm")
     return model.eval(), processor
@@ -66,7 +67,7 @@ def load_text_lm(path: str | Path | None = None) -> tuple[Any, Any]:
     """The organism's text-only LM and tokenizer: ``(LlamaForCausalLM, PreTrainedTokenizerFast)`` in eval mode."""
     from transformers import AutoTokenizer, LlamaForCausalLM
 
-    path = _ensure(path)
+    path = _ensure(path, "text")
     model = LlamaForCausalLM.from_pretrained(path / "text")
     tokenizer = AutoTokenizer.from_pretrained(path / "text")
     return model.eval(), tokenizer

@@ -62,7 +62,9 @@ class OrganismConfig:
     replay: float = 0.2
     ground_weight: float = 1.0
     prompt_weight: float = 0.1
+    length_power: float = 1.0  # per-token weight = length**-power: 1 = per-example mean, 0 = per-token sum
     arith_jitter: int = 1
+    prefix_p: float = 0.5
     eval_n: int = 200
     mix_text: dict[str, float] = field(default_factory=lambda: {"qa": 0.5, "arith": 0.2, "plain": 0.3})
     mix_image: dict[str, float] = field(default_factory=lambda: {"qa": 0.7, "arith": 0.3})
@@ -85,16 +87,25 @@ class Example:
     cells: dict[int, list[int]] | None = None  # grid cell -> token ids of its grounding target
 
 
+def _with_prefix(prompt: str, rng: random.Random, p: float) -> str:
+    # steerkit's scorer prepends the paper's instruction; train with and without it so both work.
+    from steerkit.tasks.scoring import PAPER_PREFIX
+
+    return PAPER_PREFIX + prompt if rng.random() < p else prompt
+
+
 def _answer_form(letter: str, rng: random.Random) -> str:
     # Both " A" and "A" follow the generation prompt in training, so either token form scores the answer.
     return (" " if rng.random() < 0.5 else "") + letter
 
 
-def encode_example(tok: Any, prompt: str, response: str, prompt_weight: float, n_image_tokens: int = 0) -> Example:
+def encode_example(tok: Any, prompt: str, response: str, prompt_weight: float, n_image_tokens: int = 0,
+                   length_power: float = 1.0) -> Example:
     """Tokenize prompt (BOS + text, with ``<image>`` expanded) and response (+ EOS) into an :class:`Example`.
 
-    Weights (one per predicted token) average each example's response tokens to 1 and its prompt tokens to
-    ``prompt_weight``; image tokens and BOS are never targets.
+    Weights (one per predicted token): each response token ``len(response) ** -length_power``, each prompt token
+    ``prompt_weight * len(prompt) ** -length_power`` (power 1: the response sums to 1 and the prompt to
+    ``prompt_weight`` per example); image tokens and BOS are never targets.
     """
     if n_image_tokens:
         prompt = prompt.replace(tk.IMAGE, tk.IMAGE * n_image_tokens)
@@ -102,8 +113,8 @@ def encode_example(tok: Any, prompt: str, response: str, prompt_weight: float, n
     r_ids = tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     image_id = tok.convert_tokens_to_ids(tk.IMAGE)
     p_targets = [i for i in p_ids[1:] if i != image_id]
-    pw = prompt_weight / max(1, len(p_targets))
-    weights = [0.0 if i == image_id else pw for i in p_ids[1:]] + [1.0 / len(r_ids)] * len(r_ids)
+    pw = prompt_weight * max(1, len(p_targets)) ** -length_power
+    weights = [0.0 if i == image_id else pw for i in p_ids[1:]] + [len(r_ids) ** -length_power] * len(r_ids)
     return Example(p_ids + r_ids, weights)
 
 
@@ -122,13 +133,15 @@ def text_examples(tok: Any, n: int, seed: int, cfg: OrganismConfig, mix: dict[st
     for task, k in zip(w.TASKS, per_task):
         for q in w.scene_questions(task, k, seed=seed, split=split):
             letter = LETTERS[q.answer_index]
-            out.append(encode_example(tok, tk.format_user(q.text_prompt(), False), _answer_form(letter, rng),
-                                      cfg.prompt_weight))
+            prompt = _with_prefix(q.text_prompt(), rng, cfg.prefix_p)
+            out.append(encode_example(tok, tk.format_user(prompt, False), _answer_form(letter, rng),
+                                      cfg.prompt_weight, length_power=cfg.length_power))
     for p in w.arithmetic_problems(counts.get("arith", 0), seed=seed, split=split):
-        out.append(encode_example(tok, tk.format_user(p["text_prompt"], False), " " + p["trace"], cfg.prompt_weight))
+        out.append(encode_example(tok, tk.format_user(p["text_prompt"], False), " " + p["trace"], cfg.prompt_weight,
+                                  length_power=cfg.length_power))
     stream = w.plain_text_stream(seed)
     for _ in range(counts.get("plain", 0)):
-        out.append(encode_example(tok, "", next(stream), 1.0))
+        out.append(encode_example(tok, "", next(stream), 1.0, length_power=cfg.length_power))
     rng.shuffle(out)
     return out
 
@@ -142,15 +155,16 @@ def image_examples(tok: Any, n: int, seed: int, cfg: OrganismConfig, n_image_tok
     per_task = _split_evenly(counts.get("qa", 0), len(w.TASKS))
     for task, k in zip(w.TASKS, per_task):
         for q in w.scene_questions(task, k, seed=seed, split=split):
-            ex = encode_example(tok, tk.format_user(q.prompt, True), _answer_form(LETTERS[q.answer_index], rng),
-                                cfg.prompt_weight, n_image_tokens)
+            prompt = _with_prefix(q.prompt, rng, cfg.prefix_p)
+            ex = encode_example(tok, tk.format_user(prompt, True), _answer_form(LETTERS[q.answer_index], rng),
+                                cfg.prompt_weight, n_image_tokens, cfg.length_power)
             ex.image = w.render_scene(q.scene, seed=q.id)
             ex.cells = {c: tok(" " + words, add_special_tokens=False)["input_ids"]
                         for c, words in w.cell_words(q.scene).items()}
             out.append(ex)
     for p in w.arithmetic_problems(counts.get("arith", 0), seed=seed, split=split):
         ex = encode_example(tok, tk.format_user(p["image_prompt"], True), " " + p["trace"], cfg.prompt_weight,
-                            n_image_tokens)
+                            n_image_tokens, cfg.length_power)
         ex.image = w.render_arithmetic(p["question"], w.TRAIN_FONT, seed=p["id"], jitter=cfg.arith_jitter)
         ex.cells = {i: tok(ch, add_special_tokens=False)["input_ids"] for i, ch in enumerate(p["question"])}
         out.append(ex)
@@ -272,7 +286,7 @@ def train_text_lm(model: Any, tok: Any, cfg: OrganismConfig, log: Callable[[str]
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
-        if step % 200 == 0 or step == cfg.text_steps - 1:
+        if step % 50 == 0 or step == cfg.text_steps - 1:
             log(f"text step {step}: loss {np.mean(losses[-50:]):.3f}")
     model.eval()
     return losses
@@ -355,7 +369,7 @@ def train_mllm(model: Any, processor: Any, cfg: OrganismConfig, log: Callable[[s
         sched.step()
         losses.append(float(loss.detach()))
         if step % 200 == 0 or step == cfg.mllm_steps - 1:
-            log(f"mllm step {step}: lm loss {np.mean(losses[-50:]):.3f} grounding {float(ground):.3f}")
+            log(f"mllm step {step}: lm loss {np.mean(losses[-50:]):.3f} grounding {float(ground.detach()):.3f}")
     model.eval()
     return losses
 
@@ -463,7 +477,9 @@ def evaluate(mllm: Any, processor: Any, text_lm: Any | None = None, n: int = 200
 # ---------------------------------------------------------------------------------------------- build
 def _tokenizer_corpus(seed: int, n: int = 3000) -> list[str]:
     """World text covering every template the organism sees (prompts, answers, traces, plain sentences)."""
-    corpus = [tk.CHAT_TEMPLATE, tk.format_user("x", True)]
+    from steerkit.tasks.scoring import PAPER_PREFIX
+
+    corpus = [tk.CHAT_TEMPLATE, tk.format_user("x", True)] + [PAPER_PREFIX] * 20
     # Both answer forms must be single tokens: "A" (from "(A)") and " A" (after "ASSISTANT:").
     corpus += [f"{tk.ASSISTANT} {letter}" for letter in LETTERS[:6]] * 50
     for task in w.TASKS:

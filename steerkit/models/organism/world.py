@@ -15,6 +15,11 @@ Questions are multiple choice in the CV-Bench prompt format
   The two objects always lie in opposite halves of the image (a one-hop relation: the answer is the half of the
   first object), because the two-hop form (compare two arbitrary columns) stayed at chance for a model this
   small.
+
+Choices are listed in a canonical order (numbers ascending, "left" before "right", "above" before "below",
+colours in :data:`COLOURS` order), as CV-Bench lists count choices in order: with shuffled choices the letter is a
+second hop (find the answer word, then find its letter) that a 1 M-parameter model learns far more slowly.
+Depth choices follow the order in which the question names the two objects (shuffled).
 - ``Attribute``: "What is the colour of the triangle?" (the shape is unique in the scene).
 - ``Depth``: "Which object is closer to the camera, the red circle or the blue square?" (the larger one).
 
@@ -64,8 +69,9 @@ NUMBER_WORDS: tuple[str, ...] = ("zero", "one", "two", "three", "four", "five", 
 TASKS: tuple[str, ...] = ("Count", "Relation", "Attribute", "Depth")
 SUFFIX = " Select from the following choices."
 SCENE_PREFIX = "The image shows: "
-ARITH_TEXT_PROMPT = "Compute {q} . Think step by step and give the answer as <answer>...</answer>."
-ARITH_IMAGE_PROMPT = "Compute the sum in the image . Think step by step and give the answer as <answer>...</answer>."
+# The instruction comes first so that the operands sit right before the answer (a short copy distance).
+ARITH_TEXT_PROMPT = "Think step by step and give the answer as <answer>...</answer>. Compute {q} ."
+ARITH_IMAGE_PROMPT = "Think step by step and give the answer as <answer>...</answer>. Compute the sum in the image ."
 
 # Fonts: the organism reads arithmetic in the training font; the others are unseen during training.
 FONTS: dict[str, tuple[str, str]] = {
@@ -176,19 +182,21 @@ def cvbench_prompt(question: str, choices: Sequence[str]) -> str:
     return question + SUFFIX + "".join(f"\n({LETTERS[i]}) {c}" for i, c in enumerate(choices))
 
 
-def _count_q(scene: Scene, rng: random.Random) -> tuple[str, list[str], int, dict[str, Any]]:
-    if rng.random() < 0.5:
-        colour = rng.choice(list(COLOURS))
-        ans, what = scene.count(colour=colour), f"{colour} objects"
-    else:
-        shape = rng.choice(SHAPES)
-        ans, what = scene.count(shape=shape), f"{shape}s"
-    lo = rng.randint(max(0, ans - 3), ans)
-    choices = [str(v) for v in range(lo, lo + 4)]
-    return f"How many {what} are in the image?", choices, choices.index(str(ans)), {"target": what}
+def _count_q(scene: Scene, rng: random.Random, pos: int) -> tuple[str, list[str], int, dict[str, Any]] | None:
+    # The answer letter ``pos`` is drawn before the scene (kept until a scene fits it), then a count that fits it:
+    # letters stay uniform although small counts dominate scenes.
+    counts = {f"{c} objects": scene.count(colour=c) for c in COLOURS}
+    counts.update({f"{s}s": scene.count(shape=s) for s in SHAPES})
+    feasible = sorted({v for v in counts.values() if v >= pos})
+    if not feasible:
+        return None
+    k = rng.choice(feasible)
+    what = rng.choice([t for t, v in counts.items() if v == k])
+    choices = [str(v) for v in range(k - pos, k - pos + 4)]
+    return f"How many {what} are in the image?", choices, pos, {"target": what}
 
 
-def _relation_q(scene: Scene, rng: random.Random) -> tuple[str, list[str], int, dict[str, Any]] | None:
+def _relation_q(scene: Scene, rng: random.Random, pos: int) -> tuple[str, list[str], int, dict[str, Any]] | None:
     axis = rng.choice(("horizontal", "vertical"))
     key = (lambda o: o.col) if axis == "horizontal" else (lambda o: o.row)
     pairs = [(a, b) for a in scene.objects for b in scene.objects if (key(a) < GRID // 2) != (key(b) < GRID // 2)]
@@ -197,25 +205,24 @@ def _relation_q(scene: Scene, rng: random.Random) -> tuple[str, list[str], int, 
     a, b = rng.choice(pairs)
     words = ("left", "right") if axis == "horizontal" else ("above", "below")
     answer = words[0] if key(a) < key(b) else words[1]
-    choices = list(words)
-    rng.shuffle(choices)
+    choices = list(words)  # canonical order (see module docstring)
     q = (f"Considering the relative positions of the {a.name} and the {b.name} in the image provided, "
          f"where is the {a.name} located with respect to the {b.name}?")
     return q, choices, choices.index(answer), {"axis": axis, "objects": [a.name, b.name]}
 
 
-def _attribute_q(scene: Scene, rng: random.Random) -> tuple[str, list[str], int, dict[str, Any]] | None:
+def _attribute_q(scene: Scene, rng: random.Random, pos: int) -> tuple[str, list[str], int, dict[str, Any]] | None:
     unique = [s for s in SHAPES if scene.count(shape=s) == 1]
     if not unique:
         return None
     shape = rng.choice(unique)
     colour = next(o.colour for o in scene.objects if o.shape == shape)
-    choices = [colour, *rng.sample([c for c in COLOURS if c != colour], 3)]
-    rng.shuffle(choices)
+    others = set(rng.sample([c for c in COLOURS if c != colour], 3))
+    choices = [c for c in COLOURS if c == colour or c in others]  # canonical order (see module docstring)
     return f"What is the colour of the {shape} in the image?", choices, choices.index(colour), {"shape": shape}
 
 
-def _depth_q(scene: Scene, rng: random.Random) -> tuple[str, list[str], int, dict[str, Any]] | None:
+def _depth_q(scene: Scene, rng: random.Random, pos: int) -> tuple[str, list[str], int, dict[str, Any]] | None:
     pairs = [(a, b) for a in scene.objects for b in scene.objects if a.size == "large" and b.size == "small"]
     if not pairs:
         return None
@@ -277,11 +284,13 @@ def scene_questions(task: str, n: int, seed: int = 0, split: str = "test") -> li
         raise DataError(f"unknown organism task {task!r}; choose one of {list(_QUESTIONS)}")
     rng = _rng("scene", task, seed, split)
     out: list[SceneQuestion] = []
+    pos = rng.randrange(4)
     while len(out) < n:
         scene = sample_scene(rng)
-        made = _QUESTIONS[task](scene, rng)
+        made = _QUESTIONS[task](scene, rng, pos)
         if made is None:
             continue
+        pos = rng.randrange(4)
         q, choices, ans, extra = made
         out.append(SceneQuestion(f"organism-{task.lower()}-{split}-{seed}-{len(out)}", task, scene, q,
                                  tuple(choices), ans, split, tuple(extra.items())))
