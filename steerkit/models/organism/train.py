@@ -62,11 +62,14 @@ class OrganismConfig:
     replay: float = 0.2
     ground_weight: float = 1.0
     prompt_weight: float = 0.1
-    length_power: float = 1.0  # per-token weight = length**-power: 1 = per-example mean, 0 = per-token sum
+    # Per-token weight = length**-power. 0 (per-token sum) is what lets arithmetic learn: with per-example means
+    # (power 1) each digit of a ~35-token trace weighs 1/35 of an answer letter and text-mode arithmetic stays
+    # at 0.01-0.02; power 0 gives 0.61 (text LM alone, 1000 steps, docs/organism.md).
+    length_power: float = 0.0
     arith_jitter: int = 1
     prefix_p: float = 0.5
     eval_n: int = 200
-    mix_text: dict[str, float] = field(default_factory=lambda: {"qa": 0.5, "arith": 0.2, "plain": 0.3})
+    mix_text: dict[str, float] = field(default_factory=lambda: {"qa": 0.6, "arith": 0.25, "plain": 0.15})
     mix_image: dict[str, float] = field(default_factory=lambda: {"qa": 0.7, "arith": 0.3})
 
     @staticmethod
