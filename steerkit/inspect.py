@@ -104,7 +104,7 @@ def demo_input(model_name: str, seed: int = 0) -> tuple[Any, str, tuple[str, str
     if model_name == ORGANISM:
         from steerkit.models import organism
 
-        item = organism.world_items("relation", 1, seed=seed, mode="image")[0]
+        item = organism.world_items("Relation", 1, seed=seed, mode="image")[0]
         return item.image, item.prompt, ("left", "right")
     from steerkit.models.tiny import tiny_image
 

@@ -99,8 +99,14 @@ _CHILD = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_sigkilled_process_resumes_to_identical_rows(setup, tmp_path):
-    model, processor, items, vecs = setup
+def test_sigkilled_process_resumes_to_identical_rows(tmp_path):
+    # A fresh model, as in the child: the session-cached one may carry config changes from earlier tests, and the
+    # run folder's hash covers the model config, so parent and child would then (rightly) use different folders.
+    from steerkit.models.tiny import tiny_model
+
+    model, processor = tiny_model("llava")
+    items = make_items(5)
+    vecs = make_vectors(model, concepts=("counting", "spatial relationship"), layers=[0, 1])
     full = _run(model, processor, items, vecs, tmp_path / "a")
     code = _CHILD.format(tests=str(Path(__file__).resolve().parents[1]), k=9, root=str(tmp_path / "b"))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,

@@ -66,6 +66,7 @@ class OrganismConfig:
     # (power 1) each digit of a ~35-token trace weighs 1/35 of an answer letter and text-mode arithmetic stays
     # at 0.01-0.02; power 0 gives 0.61 (text LM alone, 1000 steps, docs/organism.md).
     length_power: float = 0.0
+    mllm_length_power: float = 1.0  # the MLLM phase keeps per-example means (the grounding loss converges with it)
     arith_jitter: int = 1
     prefix_p: float = 0.5
     eval_n: int = 200
@@ -127,8 +128,10 @@ def _mixture(mix: dict[str, float], n: int, rng: random.Random) -> dict[str, int
 
 
 def text_examples(tok: Any, n: int, seed: int, cfg: OrganismConfig, mix: dict[str, float] | None = None,
-                  split: str = "train") -> list[Example]:
-    """``n`` text-mode training sequences drawn from the text mixture (scene QA, arithmetic, plain sentences)."""
+                  split: str = "train", length_power: float | None = None) -> list[Example]:
+    """``n`` text-mode training sequences drawn from the text mixture (scene QA, arithmetic, plain sentences);
+    ``length_power`` defaults to ``cfg.length_power``."""
+    power = cfg.length_power if length_power is None else length_power
     rng = random.Random(seed)
     counts = _mixture(mix or cfg.mix_text, n, rng)
     out: list[Example] = []
@@ -138,20 +141,22 @@ def text_examples(tok: Any, n: int, seed: int, cfg: OrganismConfig, mix: dict[st
             letter = LETTERS[q.answer_index]
             prompt = _with_prefix(q.text_prompt(), rng, cfg.prefix_p)
             out.append(encode_example(tok, tk.format_user(prompt, False), _answer_form(letter, rng),
-                                      cfg.prompt_weight, length_power=cfg.length_power))
+                                      cfg.prompt_weight, length_power=power))
     for p in w.arithmetic_problems(counts.get("arith", 0), seed=seed, split=split):
         out.append(encode_example(tok, tk.format_user(p["text_prompt"], False), " " + p["trace"], cfg.prompt_weight,
-                                  length_power=cfg.length_power))
+                                  length_power=power))
     stream = w.plain_text_stream(seed)
     for _ in range(counts.get("plain", 0)):
-        out.append(encode_example(tok, "", next(stream), 1.0, length_power=cfg.length_power))
+        out.append(encode_example(tok, "", next(stream), 1.0, length_power=power))
     rng.shuffle(out)
     return out
 
 
 def image_examples(tok: Any, n: int, seed: int, cfg: OrganismConfig, n_image_tokens: int,
                    split: str = "train") -> list[Example]:
-    """``n`` image-mode training sequences: rendered scenes with questions, rendered arithmetic with its trace."""
+    """``n`` image-mode training sequences: rendered scenes with questions, rendered arithmetic with its trace
+    (loss weighting ``cfg.mllm_length_power``)."""
+    power = cfg.mllm_length_power
     rng = random.Random(seed)
     counts = _mixture(cfg.mix_image, n, rng)
     out: list[Example] = []
@@ -160,14 +165,14 @@ def image_examples(tok: Any, n: int, seed: int, cfg: OrganismConfig, n_image_tok
         for q in w.scene_questions(task, k, seed=seed, split=split):
             prompt = _with_prefix(q.prompt, rng, cfg.prefix_p)
             ex = encode_example(tok, tk.format_user(prompt, True), _answer_form(LETTERS[q.answer_index], rng),
-                                cfg.prompt_weight, n_image_tokens, cfg.length_power)
+                                cfg.prompt_weight, n_image_tokens, power)
             ex.image = w.render_scene(q.scene, seed=q.id)
             ex.cells = {c: tok(" " + words, add_special_tokens=False)["input_ids"]
                         for c, words in w.cell_words(q.scene).items()}
             out.append(ex)
     for p in w.arithmetic_problems(counts.get("arith", 0), seed=seed, split=split):
         ex = encode_example(tok, tk.format_user(p["image_prompt"], True), " " + p["trace"], cfg.prompt_weight,
-                            n_image_tokens, cfg.length_power)
+                            n_image_tokens, power)
         ex.image = w.render_arithmetic(p["question"], w.TRAIN_FONT, seed=p["id"], jitter=cfg.arith_jitter)
         ex.cells = {i: tok(ch, add_special_tokens=False)["input_ids"] for i, ch in enumerate(p["question"])}
         out.append(ex)
@@ -342,7 +347,8 @@ def train_mllm(model: Any, processor: Any, cfg: OrganismConfig, log: Callable[[s
     n = cfg.mllm_steps * cfg.mllm_batch
     n_text = int(round(n * cfg.replay))
     images = image_examples(tok, n - n_text, cfg.seed + 1, cfg, n_img_tok)
-    texts = text_examples(tok, n_text, cfg.seed + 2, cfg, mix={"qa": 0.6, "arith": 0.4})
+    texts = text_examples(tok, n_text, cfg.seed + 2, cfg, mix={"qa": 0.6, "arith": 0.4},
+                          length_power=cfg.mllm_length_power)
     data = images + texts
     random.Random(cfg.seed + 3).shuffle(data)
     batches = length_batches(data, cfg.mllm_batch, cfg.mllm_steps, cfg.seed + 4)
