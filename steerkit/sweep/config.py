@@ -15,6 +15,7 @@ Example ``sweep.yaml``::
       paths: []                       # saved SteeringVector folders, and/or:
       extract:
         text_model: steerkit/organism-text
+        corpus_dir: data/concepts/organism   # optional; default data/concepts
         concepts: [counting, spatial_relation]
         methods: [mean_shift]
         n: 60                         # sentences per concept
@@ -133,7 +134,8 @@ def load_vectors(spec: dict[str, Any]) -> dict[tuple[str, str], Any]:
         from steerkit.vectors import extract_concepts
 
         lm, tok = load_model(ex.get("text_model", "steerkit/organism-text"), text_only=True)
-        vecs, _ = extract_concepts(lm, tok, ex.get("concepts", ["counting"]), methods=ex.get("methods", ["mean_shift"]),
+        vecs, _ = extract_concepts(lm, tok, ex.get("concepts", ["counting"]), corpus_dir=ex.get("corpus_dir"),
+                                   methods=ex.get("methods", ["mean_shift"]),
                                    n=ex.get("n"), out_dir=ex.get("out"), progress=False)
         for (concept, method), v in vecs.items():
             out[(method, concept)] = v
