@@ -276,6 +276,14 @@ def image_seq_length(processor: Any) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- training
+def _optimizer_step(model: Any, opt: torch.optim.Optimizer, sched: Any, loss: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+
+
 def train_text_lm(model: Any, tok: Any, cfg: OrganismConfig, log: Callable[[str], None] = print) -> list[float]:
     """Pretrain ``model`` on world text; returns the loss curve."""
     n = cfg.text_steps * cfg.text_batch
@@ -288,11 +296,7 @@ def train_text_lm(model: Any, tok: Any, cfg: OrganismConfig, log: Callable[[str]
         batch = collate(batches[step], tok.pad_token_id)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         loss = weighted_lm_loss(logits, batch["input_ids"], batch["weights"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        _optimizer_step(model, opt, sched, loss)
         losses.append(float(loss.detach()))
         if step % 50 == 0 or step == cfg.text_steps - 1:
             log(f"text step {step}: loss {np.mean(losses[-50:]):.3f}")
@@ -370,12 +374,7 @@ def train_mllm(model: Any, processor: Any, cfg: OrganismConfig, log: Callable[[s
         ground = torch.zeros(())
         if features is not None and cfg.ground_weight:
             ground = grounding_loss(features, [e.cells for e in chunk if e.image is not None], embed)
-        total = loss + cfg.ground_weight * ground
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        _optimizer_step(model, opt, sched, loss + cfg.ground_weight * ground)
         losses.append(float(loss.detach()))
         if step % 200 == 0 or step == cfg.mllm_steps - 1:
             log(f"mllm step {step}: lm loss {np.mean(losses[-50:]):.3f} grounding {float(ground.detach()):.3f}")
