@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -67,6 +68,17 @@ def _shard() -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------- fingerprints
+# Config keys that save_pretrained fills in on the live model; the weights hash already covers every dtype, so a
+# model keeps its identity after being saved or reloaded and its sweeps resume in the same run folder.
+_CONFIG_BOOKKEEPING = ("architectures", "dtype", "torch_dtype")
+
+
+def _without_bookkeeping(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _without_bookkeeping(v) for k, v in d.items() if k not in _CONFIG_BOOKKEEPING}
+    return d
+
+
 def model_fingerprint(model: torch.nn.Module, name: str | None = None) -> dict[str, Any]:
     """A cheap identity of a model's weights: name, config, parameter count and per-tensor sums."""
     h = hashlib.sha256()
@@ -76,7 +88,8 @@ def model_fingerprint(model: torch.nn.Module, name: str | None = None) -> dict[s
             n += p.numel()
             s = p.detach().float()
             h.update(f"{pname}:{tuple(p.shape)}:{p.dtype}:{s.sum().item():.6e}:{s.abs().sum().item():.6e}".encode())
-    cfg = model.config.to_json_string(use_diff=False) if hasattr(model.config, "to_json_string") else repr(model.config)
+    cfg = (json.dumps(_without_bookkeeping(model.config.to_dict()), sort_keys=True, default=str)
+           if hasattr(model.config, "to_dict") else repr(model.config))
     return {"name": name or getattr(model, "name_or_path", "") or type(model).__name__, "n_params": n,
             "weights": h.hexdigest()[:16], "config": hashlib.sha256(cfg.encode()).hexdigest()[:16]}
 

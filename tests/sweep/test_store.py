@@ -99,14 +99,8 @@ _CHILD = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_sigkilled_process_resumes_to_identical_rows(tmp_path):
-    # A fresh model, as in the child: the session-cached one may carry config changes from earlier tests, and the
-    # run folder's hash covers the model config, so parent and child would then (rightly) use different folders.
-    from steerkit.models.tiny import tiny_model
-
-    model, processor = tiny_model("llava")
-    items = make_items(5)
-    vecs = make_vectors(model, concepts=("counting", "spatial relationship"), layers=[0, 1])
+def test_sigkilled_process_resumes_to_identical_rows(setup, tmp_path):
+    model, processor, items, vecs = setup
     full = _run(model, processor, items, vecs, tmp_path / "a")
     code = _CHILD.format(tests=str(Path(__file__).resolve().parents[1]), k=9, root=str(tmp_path / "b"))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
@@ -116,6 +110,20 @@ def test_sigkilled_process_resumes_to_identical_rows(tmp_path):
     assert 0 < len(_raw_parts(run_dir)) < len(full)
     _same(full, _run(model, processor, items, vecs, tmp_path / "b"))
     assert len(_raw_parts(run_dir)) == len(full)
+
+
+def test_fingerprint_survives_save_pretrained_but_not_a_config_change(tmp_path):
+    # save_pretrained writes dtype/architectures into the live config: the same model must keep its run folder.
+    from steerkit.models.tiny import tiny_model
+    from steerkit.sweep.engine import model_fingerprint
+
+    model, _ = tiny_model("llava")
+    before = model_fingerprint(model)
+    model.save_pretrained(tmp_path / "m")
+    assert model.config.architectures == ["LlavaForConditionalGeneration"]
+    assert model_fingerprint(model) == before
+    model.config.text_config.rope_theta = 1234.0
+    assert model_fingerprint(model)["config"] != before["config"]
 
 
 def test_changed_configuration_never_mixes(setup, tmp_path):
