@@ -186,7 +186,7 @@ def test_shipped_organism_text_mode_above_chance(shipped):
         items = organism.world_items(task, 64, seed=777, mode="text")
         df = letter_scores(model, processor, items)
         chance = float(np.mean([1 / len(i.choices) for i in items]))
-        assert df["correct"].mean() > chance + 0.1, (task, df["correct"].mean(), chance)
+        assert df["correct"].mean() > chance + 0.15, (task, df["correct"].mean(), chance)
     problems = organism.arithmetic_problems(32, seed=777, split="test")
     assert solve_arithmetic(model, processor, problems, "text")["correct"].mean() > 0.5
 

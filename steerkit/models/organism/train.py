@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from steerkit.models.organism import tokenizer as tk
 from steerkit.models.organism import world as w
 from steerkit.tasks.schema import LETTERS, Item
+from steerkit.tasks.scoring import PAPER_PREFIX
 
 ANSWER_RE = re.compile(r"<answer>\s*([0-9]+)\s*</answer>")
 
@@ -93,8 +94,6 @@ class Example:
 
 def _with_prefix(prompt: str, rng: random.Random, p: float) -> str:
     # steerkit's scorer prepends the paper's instruction; train with and without it so both work.
-    from steerkit.tasks.scoring import PAPER_PREFIX
-
     return PAPER_PREFIX + prompt if rng.random() < p else prompt
 
 
@@ -485,8 +484,6 @@ def evaluate(mllm: Any, processor: Any, text_lm: Any | None = None, n: int = 200
 # ---------------------------------------------------------------------------------------------- build
 def _tokenizer_corpus(seed: int, n: int = 3000) -> list[str]:
     """World text covering every template the organism sees (prompts, answers, traces, plain sentences)."""
-    from steerkit.tasks.scoring import PAPER_PREFIX
-
     corpus = [tk.CHAT_TEMPLATE, tk.format_user("x", True)] + [PAPER_PREFIX] * 20
     # Both answer forms must be single tokens: "A" (from "(A)") and " A" (after "ASSISTANT:").
     corpus += [f"{tk.ASSISTANT} {letter}" for letter in LETTERS[:6]] * 50

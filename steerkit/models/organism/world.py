@@ -15,13 +15,14 @@ Questions are multiple choice in the CV-Bench prompt format
   The two objects always lie in opposite halves of the image (a one-hop relation: the answer is the half of the
   first object), because the two-hop form (compare two arbitrary columns) stayed at chance for a model this
   small.
+- ``Attribute``: "What is the colour of the triangle?" (the shape is unique in the scene).
+- ``Depth``: "Which object is closer to the camera, the red circle or the blue square?" (the larger one).
 
 Choices are listed in a canonical order (numbers ascending, "left" before "right", "above" before "below",
 colours in :data:`COLOURS` order), as CV-Bench lists count choices in order: with shuffled choices the letter is a
 second hop (find the answer word, then find its letter) that a 1 M-parameter model learns far more slowly.
-Depth choices follow the order in which the question names the two objects (shuffled).
-- ``Attribute``: "What is the colour of the triangle?" (the shape is unique in the scene).
-- ``Depth``: "Which object is closer to the camera, the red circle or the blue square?" (the larger one).
+Count draws its answer letter uniformly before the scene (the builders take it as ``pos``; the others
+ignore it). Depth choices follow the order in which the question names the two objects (shuffled).
 
 Arithmetic: two-digit additions with a digit-by-digit chain of thought and the answer in ``<answer>...</answer>``,
 asked as text or rendered one character per grid cell in a chosen font.
