@@ -6,7 +6,8 @@
 Keys: ``tasks`` ({"Relation": 1, "Depth": 1}: QA tasks and their weights; {} for none), ``other`` (shares of the
 non-QA kinds: "arith", "plain", "lookup" = a description followed by true "the red circle is large , at the top far
 left ." sentences, "copy" = a description repeated), ``unique`` (lookup scenes with distinct colours), ``nmax``
-(most objects per lookup/copy training scene), any ``OrganismConfig`` field. ``THREADS`` (env) sets torch threads.
+(most objects per lookup/copy training scene), ``qk_init`` (layers whose key projection starts as a copy of the
+query projection, both times ``qk_scale``: same-content attention from step 0), any ``OrganismConfig`` field. ``THREADS`` (env) sets torch threads.
 Prints, every third of the run: step, loss, teacher-forced accuracy on the size word and the last column word of
 200 held-out one-fact lookups, and letter accuracy on 200 held-out text items per task.
 """
@@ -22,12 +23,21 @@ kw = {k: json.loads(v) for k, v in kw.items()}
 tasks = kw.pop("tasks", {"Count": 1, "Relation": 1, "Attribute": 1, "Depth": 1})
 other = kw.pop("other", {"arith": 0.0, "plain": 0.0})
 kw_unique = kw.pop("unique", False)
+QK_LAYERS = kw.pop("qk_init", [])
+QK_SCALE = kw.pop("qk_scale", 3.0)
 NMAX = kw.pop("nmax", 6)  # most objects per lookup/copy training scene
 cfg = T.OrganismConfig(**kw)
 random.seed(0); np.random.seed(0); torch.manual_seed(0)
 t0 = time.time()
 tok = tk.train_tokenizer(T._tokenizer_corpus(cfg.seed, 3000), cfg.vocab_size)
 lm = T.make_text_lm(tok, cfg)
+# qk_init: layers whose key projection starts equal to the query projection (times qk_scale), so that a token
+# attends to earlier tokens with the same content from the first step (an induction-style prior).
+for layer in QK_LAYERS:
+    attn = lm.model.layers[layer].self_attn
+    with torch.no_grad():
+        attn.q_proj.weight.mul_(QK_SCALE)
+        attn.k_proj.weight.copy_(attn.q_proj.weight)
 n = cfg.text_steps * cfg.text_batch
 rng = random.Random(0)
 data = []
