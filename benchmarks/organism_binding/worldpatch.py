@@ -1,13 +1,16 @@
 """World variants for the binding ablations, chosen by environment variables (imported by the ablation scripts).
 
 ``WP_ORDER=posfirst``: each object is described position first ("at the top far left , a large red circle"), so
-the shape word closes the phrase and can gather every attribute before it. ``WP_UNIQUE=1``: Relation and Depth
+the shape word closes the phrase and can gather every attribute before it. ``WP_ORDER=adjacent``: "a red large
+circle far left top": size just before the shape, column just after it. ``WP_UNIQUE=1``: Relation and Depth
 only name objects whose shape is unique in the scene, so one word (the shape) finds the phrase, as in Attribute.
 """
 import os, random
 from steerkit.models.organism import world as w
 if os.environ.get("WP_ORDER") == "posfirst":
     w.Obj.phrase = lambda self: f"at the {self.position} , a {self.size} {self.colour} {self.shape}"
+elif os.environ.get("WP_ORDER") == "adjacent":  # size right before the shape, column and row right after it
+    w.Obj.phrase = lambda self: f"a {self.colour} {self.size} {self.shape} {w.COL_WORDS[self.col]} {w.ROW_WORDS[self.row]}"
 if os.environ.get("WP_UNIQUE") == "1":
     orig_depth = w._depth_q
     def _uniq(scene):
