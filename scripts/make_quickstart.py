@@ -24,7 +24,7 @@ cells = [
         "import os, pathlib\n"
         "import pandas as pd, torch\n"
         "import steerkit\n"
-        "from steerkit.inspect import position_effects, plot_position_effects, demo_input\n"
+        "from steerkit.effects import position_effects, plot_position_effects, demo_input\n"
         "from steerkit.models.generation import generate_text\n\n"
         "out = pathlib.Path(out_dir or os.environ.get('STEERKIT_OUT', 'outputs/01_quickstart'))\n"
         "out.mkdir(parents=True, exist_ok=True)\n"
@@ -43,7 +43,7 @@ cells = [
     ),
     nbf.v4.new_code_cell(
         "image, prompt, (word_a, word_b) = demo_input(model_name, seed=seed)\n"
-        "from steerkit.inspect import word_direction\n"
+        "from steerkit.effects import word_direction\n"
         "vector = word_direction(model, processor, word_a, word_b, layer)\n"
         "print(prompt)\n"
         "print(f'direction {word_a!r} - {word_b!r} at layer {layer}: norm {vector.norm():.3f}')\n"
