@@ -21,6 +21,19 @@ def test_every_notebook_has_a_parameters_cell():
         assert nb.cells[0].cell_type == "markdown", f"{path.name}: first cell should say what and why"
 
 
+def test_notebooks_are_their_own_source():
+    """The .ipynb is the one source of each notebook: stored without outputs, with no script that writes it."""
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+        assert not dirty, f"{path.name}: cells {dirty} hold outputs; clear them (jupyter nbconvert --clear-output)"
+    here = pathlib.Path(__file__).resolve()
+    names = [nb.name for nb in NOTEBOOKS]
+    writers = [p.relative_to(ROOT) for p in ROOT.rglob("*.py") if ".venv" not in p.parts and p != here
+               and "new_code_cell" in (text := p.read_text()) and any(n in text for n in names)]
+    assert not writers, f"notebook generator scripts {writers}: edit the .ipynb itself instead"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_executes(path, tmp_path, monkeypatch):
