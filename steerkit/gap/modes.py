@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -302,8 +302,3 @@ def save_results(df: pd.DataFrame, root: str | Path, config: dict[str, Any], nam
     path = run_dir(root, config) / f"{name}.parquet"
     df.to_parquet(path, index=False)
     return path
-
-
-def render_config_dict(cfg: RenderConfig) -> dict[str, Any]:
-    """A render configuration as a plain dict (for run configs)."""
-    return asdict(cfg)
