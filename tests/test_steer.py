@@ -9,7 +9,7 @@ from torch import nn
 from steerkit.errors import SteeringError, VectorMismatchError
 from steerkit.models.adapters import adapter_for, register_adapter, Adapter
 from steerkit.models.tiny import FAMILIES, tiny_causal_lm, tiny_image
-from steerkit.steer import assert_no_hooks, steer, steering_hook_count, token_masks
+from steerkit.steer import assert_no_hooks, last_prompt_token, steer, steering_hook_count, token_masks
 
 PROMPTS = ["How many red circles?", "Is the blue square to the left of the green triangle?"]
 
@@ -173,6 +173,90 @@ def test_errors_are_clear(tiny):
         with steer(model, torch.zeros(d), layers=[0], tokens="text"), torch.no_grad():
             model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"])
     assert_no_hooks(model)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_empty_scope_in_a_prompt_pass_raises_but_decode_steps_do_not(tiny, family):
+    model, processor = tiny(family)
+    a = adapter_for(model)
+    text_only = a.build_inputs(processor, PROMPTS)  # no images: no image tokens in any row
+    v = _vec(model)
+    with pytest.raises(SteeringError, match=r"batch rows \[0, 1\].*pass the images"):
+        with torch.no_grad(), steer(model, {0: v}, alpha=1.0, tokens="image"):
+            model(**text_only)
+    assert_no_hooks(model)
+    # with images, when="all": decode steps carry no image token and that is normal, not an error
+    inputs = _inputs(model, processor)
+    with torch.no_grad(), steer(model, {1: v}, alpha=1.0, tokens="image", when="all") as handle:
+        model.generate(**inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False)
+    assert handle.steered_calls == 3 and not handle.last_mask.any()  # the last call was a decode step
+    # the same prompt pass steered on text is fine
+    with torch.no_grad(), steer(model, {0: v}, alpha=1.0, tokens="text") as handle:
+        model(**text_only)
+    assert handle.last_mask.any(dim=1).all()
+
+
+def test_empty_scope_names_only_the_empty_rows(tiny):
+    lm, tok = tiny_causal_lm()
+    bos = tok.bos_token_id if tok.bos_token_id is not None else tok("x")["input_ids"][0]
+    word = tok("the red circle", add_special_tokens=False)["input_ids"][:2]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else bos
+    ids = torch.tensor([[bos, *word], [pad, pad, bos]])
+    attn = torch.tensor([[1, 1, 1], [0, 0, 1]])  # row 1: left padding and a BOS, no text token
+    with pytest.raises(SteeringError, match=r"batch rows \[1\]"):
+        with torch.no_grad(), steer(lm, torch.ones(32), layers=[0], tokens="text"):
+            lm(input_ids=ids, attention_mask=attn)
+    # explicit positions are the caller's choice and are not checked
+    with torch.no_grad(), steer(lm, torch.ones(32), layers=[0], positions=torch.zeros(2, 3, dtype=torch.bool)) as h:
+        lm(input_ids=ids, attention_mask=attn)
+    assert h.steered_calls == 1
+
+
+def _last_real_non_special(ids, attn, specials):
+    """Reference: walk each row from its end to the first attended, non-special token."""
+    out = torch.zeros_like(ids, dtype=torch.bool)
+    for r in range(ids.shape[0]):
+        for c in range(ids.shape[1] - 1, -1, -1):
+            if attn[r, c] and int(ids[r, c]) not in specials:
+                out[r, c] = True
+                break
+    return out
+
+
+def test_last_prompt_token_under_left_and_right_padding():
+    ids = torch.tensor([[0, 0, 5, 9, 7, 8, 5], [5, 9, 9, 7, 6, 0, 0]])
+    attn = torch.tensor([[0, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0, 0]])
+    got = last_prompt_token(ids, attn, {0, 5})
+    assert got.tolist() == [[0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 1, 0, 0]]
+    assert torch.equal(got, _last_real_non_special(ids, attn, {0, 5}))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_exclude_last_prompt_token_reproduces_the_papers_text_masks(tiny, family):
+    model, processor = tiny(family)
+    a = adapter_for(model)
+    inputs = _inputs(model, processor)  # two prompts of different lengths: left padding
+    ids, attn = inputs["input_ids"], inputs["attention_mask"]
+    assert not attn.bool().all(), "the test needs a padded row"
+    specials = a.special_ids(None, model)
+    last = _last_real_non_special(ids, attn, specials)
+    assert last.sum() == 2 and not (last & (ids == a.image_token_id(model))).any()
+    layer, alpha, v = 0, 2.0, _vec(model)
+    with torch.no_grad():
+        base = model(**inputs, output_hidden_states=True).hidden_states[layer + 1]
+    for tokens in ("text", "both"):
+        full = token_masks(ids, attn, a.image_token_id(model), specials)[tokens]
+        with torch.no_grad(), steer(model, {layer: v}, alpha=alpha, tokens=tokens,
+                                    exclude_last_prompt_token=True) as h:
+            out = model(**inputs, output_hidden_states=True).hidden_states[layer + 1]
+        assert torch.equal(h.last_mask, full & ~last)  # every other text position is still steered
+        diff = out - base
+        assert torch.count_nonzero(diff[last]) == 0  # the last prompt token of each row is unsteered
+        torch.testing.assert_close(diff[full & ~last], (alpha * v).expand(int((full & ~last).sum()), -1),
+                                   rtol=1e-5, atol=1e-5)
+    with torch.no_grad(), steer(model, {layer: v}, tokens="image", exclude_last_prompt_token=True) as h:
+        model(**inputs)
+    assert torch.equal(h.last_mask, (ids == a.image_token_id(model)) & attn.bool())  # image scope unaffected
 
 
 def test_text_only_lm_and_backbone_steer_text(tiny):

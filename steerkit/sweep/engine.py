@@ -381,6 +381,14 @@ def sweep(
             need_base = missing(BASELINE, "", NO_LAYER)
             with torch.no_grad(), amp:
                 inputs = _inputs(adapter, processor, chunk, prompt_prefix, device)
+                masks = token_masks(inputs["input_ids"], inputs.get("attention_mask"), image_id, specials)
+                # the replay steers through explicit positions, which steer() does not check: refuse a scope that
+                # selects nothing in an item here, or its rows would silently equal the baseline
+                for scope in scopes if table else ():
+                    empty = [chunk[r].id for r in (~masks[scope].any(dim=1)).nonzero().flatten().tolist()]
+                    if empty:
+                        raise SteeringError(f"scope {scope!r} selects no token of items {empty[:10]} (e.g. 'image' on "
+                                            "items without images); sweep those items with scopes 'text'/'both'")
                 cap = None
                 if todo or need_base:
                     cap = rp.capture(model, inputs, sorted({l for (_, _, l) in todo}) if chosen != "full" else [])
@@ -399,7 +407,6 @@ def sweep(
                                "alpha": 0.0, "scope": "prompt", **scored[b]} for b in need])
                     units_done += 1
                     bar.update(1)
-                masks = token_masks(inputs["input_ids"], inputs.get("attention_mask"), image_id, specials)
                 b = len(chunk)
                 for (method, concept), vec in table.items():
                     for layer in layers:

@@ -2,7 +2,9 @@
 
 The best cell of a (task, concept, method, scope) is chosen on the *selection* split (train) and confirmed on the
 *confirmation* split (test): both are shown, each with a paired-bootstrap CI of the accuracy difference to the
-unsteered baseline on the same items (:func:`steerkit.tasks.stats.paired_bootstrap_diff`).
+unsteered baseline on the same items (:func:`steerkit.tasks.stats.paired_bootstrap_diff`). Without both splits
+:func:`best_cells` refuses to run unless asked for ``in_sample=True``; then every label, table and figure says
+"in-sample" (the best of many cells, measured on the items it was chosen on, is biased upwards).
 
 Example:
     >>> best = best_cells(df)                       # one row per task x concept x method x scope
@@ -19,10 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from steerkit.errors import SelectionError
 from steerkit.sweep.engine import BASELINE, PROMPTING
 from steerkit.tasks.stats import paired_bootstrap_diff
 
 GRID_KEYS = ("task", "method", "concept", "scope", "layer", "alpha")
+IN_SAMPLE = "in-sample"  # selected_on / confirmed_on, and the suffix of every label, when there is no held-out split
 
 
 def _fmt_alpha(alpha: float) -> str:
@@ -71,11 +75,19 @@ def _paired(df: pd.DataFrame, cond: pd.DataFrame, correct: str, n_boot: int, see
             "hi": iv.hi}
 
 
+def has_selection_splits(df: pd.DataFrame, select_split: str = "train", confirm_split: str = "test") -> bool:
+    """Whether ``df`` holds rows of both the selection and the confirmation split (what :func:`best_cells` needs
+    to report held-out numbers)."""
+    splits = set(df["split"].dropna().unique()) if "split" in df else set()
+    return select_split != confirm_split and {select_split, confirm_split} <= splits
+
+
 def best_cells(
     df: pd.DataFrame,
     *,
     select_split: str = "train",
     confirm_split: str = "test",
+    in_sample: bool = False,
     over: Sequence[str] = ("layer", "alpha"),
     correct: str = "correct",
     n_boot: int = 2000,
@@ -83,17 +95,31 @@ def best_cells(
 ) -> pd.DataFrame:
     """The best cell per (task, concept, method, scope), selected on ``select_split``, confirmed on ``confirm_split``.
 
-    ``over`` are the grid keys searched (add "scope" to choose the scope too). When the selection split has no
-    rows (e.g. every item is "test"), selection uses all items and ``selected_on`` says so. Each side reports
-    accuracy, baseline accuracy, the paired difference and its bootstrap CI; ``label_*`` are the paper's strings;
-    ``prompt_delta_*`` is the prompting baseline's difference for the same task and concept.
+    ``over`` are the grid keys searched (add "scope" to choose the scope too). Each side reports accuracy, baseline
+    accuracy, the paired difference and its bootstrap CI; ``label_*`` are the paper's strings; ``prompt_delta_*`` is
+    the prompting baseline's difference for the same task and concept.
+
+    Without rows of both splits this raises :class:`~steerkit.errors.SelectionError`: choosing the best of many
+    cells and "confirming" it on the same items is not a confirmation. ``in_sample=True`` selects and reports on
+    all items instead, and says so: ``selected_on`` and ``confirmed_on`` are "in-sample" and every label ends with
+    "in-sample".
 
     Example:
         >>> best_cells(df)[["task", "concept", "label_select", "label_confirm"]]
     """
-    splits = set(df["split"].dropna().unique()) if "split" in df else set()
-    sel_split = select_split if select_split in splits else None
-    conf_split = confirm_split if confirm_split in splits else None
+    if in_sample:
+        sel_split = conf_split = None
+    elif has_selection_splits(df, select_split, confirm_split):
+        sel_split, conf_split = select_split, confirm_split
+    else:
+        splits = sorted(df["split"].dropna().unique()) if "split" in df else []
+        raise SelectionError(
+            f"best_cells needs rows of a selection split {select_split!r} and a separate confirmation split "
+            f"{confirm_split!r}; these results have splits {splits}, so the best cell would be confirmed on the items "
+            "it was chosen on. Give the items a train/test split before sweeping (e.g. "
+            "steerkit.tasks.splits.stratified_split, or items.split: stratified in a sweep config), or pass "
+            "in_sample=True to report in-sample numbers labelled as such")
+    where = IN_SAMPLE if in_sample else None
     group_keys = [k for k in ("task", "concept", "method", "scope") if k not in over]
     grid = accuracy_grid(df, sel_split, correct)
     rows: list[dict[str, Any]] = []
@@ -104,7 +130,7 @@ def best_cells(
         top = g.iloc[0]
         cell = {k: top[k] for k in over}
         row: dict[str, Any] = {**dict(zip(group_keys, key)), **cell,
-                               "selected_on": sel_split or "all items", "confirmed_on": conf_split or "all items"}
+                               "selected_on": where or sel_split, "confirmed_on": where or conf_split}
         for side, split in (("select", sel_split), ("confirm", conf_split)):
             d = _with_split(df, split)
             d = d[d.task == row["task"]]
@@ -113,7 +139,8 @@ def best_cells(
                 cond = cond[cond[k] == (row[k] if k in row else cell[k])]
             stats = _paired(d, cond, correct, n_boot, seed)
             row.update({f"{k}_{side}": v for k, v in stats.items()})
-            row[f"label_{side}"] = cell_label(stats["delta"], row["layer"], row["alpha"]) if stats["n"] else ""
+            label = cell_label(stats["delta"], row["layer"], row["alpha"]) if stats["n"] else ""
+            row[f"label_{side}"] = f"{label} {IN_SAMPLE}" if label and in_sample else label
             prompt = d[(d.method == PROMPTING) & (d.concept == row["concept"])]
             row[f"prompt_delta_{side}"] = _paired(d, prompt, correct, n_boot, seed)["delta"] if len(prompt) else np.nan
         rows.append(row)
@@ -121,7 +148,11 @@ def best_cells(
 
 
 def paper_table(best: pd.DataFrame, *, method: str | None = None, scope: str | None = None) -> pd.DataFrame:
-    """Task x concept table of ``"<train label> → test <delta> [lo, hi]"`` strings for one method and scope."""
+    """Task x concept table of ``"<train label> → test <delta> [lo, hi]"`` strings for one method and scope.
+
+    In-sample results (``best_cells(..., in_sample=True)``) read ``"<label> in-sample [lo, hi]"``: there is no
+    held-out column to point to.
+    """
     b = best
     if method is not None:
         b = b[b.method == method]
@@ -129,6 +160,8 @@ def paper_table(best: pd.DataFrame, *, method: str | None = None, scope: str | N
         b = b[b.scope == scope]
 
     def text(r: pd.Series) -> str:
+        if r.confirmed_on == IN_SAMPLE:
+            return f"{r.label_select} [{r.lo_select * 100:+.1f}, {r.hi_select * 100:+.1f}]"
         conf = f"{r.delta_confirm * 100:+.1f}% [{r.lo_confirm * 100:+.1f}, {r.hi_confirm * 100:+.1f}]"
         return f"{r.label_select} → {r.confirmed_on} {conf}"
 
@@ -160,8 +193,12 @@ def heatmaps(
     concept: str | None = None,
     split: str | None = None,
     correct: str = "correct",
+    in_sample: bool = False,
 ) -> Any:
-    """A grid of heatmaps (rows: tasks, columns: scopes) of accuracy change vs baseline, layer x strength."""
+    """A grid of heatmaps (rows: tasks, columns: scopes) of accuracy change vs baseline, layer x strength.
+
+    ``in_sample=True`` (a report whose best cells were chosen and measured on the same items) says so in the title.
+    """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -179,7 +216,9 @@ def heatmaps(
             tr = sub.data[0]
             tr.update(zmin=-lim or -1, zmax=lim or 1, showscale=(i == 0 and j == len(scopes) - 1))
             fig.add_trace(tr, row=i + 1, col=j + 1)
-    fig.update_layout(title=f"{method} · {concept}: accuracy change vs baseline ({split or 'all items'})",
+    where = split or "all items"
+    fig.update_layout(title=f"{method} · {concept}: accuracy change vs baseline ({where}"
+                            f"{', ' + IN_SAMPLE if in_sample else ''})",
                       height=300 * len(tasks) + 80, width=380 * len(scopes) + 120)
     return fig if isinstance(fig, go.Figure) else go.Figure(fig)
 
@@ -194,25 +233,38 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
-def write_report(df: pd.DataFrame, out_dir: str | Path, *, n_boot: int = 2000) -> dict[str, Path]:
+def write_report(df: pd.DataFrame, out_dir: str | Path, *, n_boot: int = 2000, in_sample: bool = False
+                 ) -> dict[str, Path]:
     """Write ``best_cells.parquet``/``.csv``, ``accuracy_grid.parquet``, ``report.md`` and one heatmap HTML per
-    (method, concept) into ``out_dir``; returns the paths by name."""
+    (method, concept) into ``out_dir``; returns the paths by name.
+
+    Needs a train and a test split (see :func:`best_cells`); ``in_sample=True`` writes an in-sample report instead,
+    labelled as such in every table, heading and figure title.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    best = best_cells(df, n_boot=n_boot)
+    best = best_cells(df, n_boot=n_boot, in_sample=in_sample)
     best.to_parquet(out / "best_cells.parquet", index=False)
     best.to_csv(out / "best_cells.csv", index=False)
     paths["best_cells"] = out / "best_cells.parquet"
     accuracy_grid(df).to_parquet(out / "accuracy_grid.parquet", index=False)
     paths["accuracy_grid"] = out / "accuracy_grid.parquet"
-    lines = ["# Sweep report", "", f"{df.item_id.nunique()} items, {len(df)} rows.", ""]
+    lines = ["# Sweep report" + (f" ({IN_SAMPLE})" if in_sample else ""), "",
+             f"{df.item_id.nunique()} items, {len(df)} rows.", ""]
+    if in_sample:
+        lines += ["**In-sample**: each best cell was chosen and measured on the same items, with no held-out "
+                  "confirmation; its gain is biased upwards. Sweep items with a train/test split for a held-out "
+                  "number.", ""]
+    else:
+        lines += ["Best cells chosen on the train split and confirmed on the test split.", ""]
     for (m, s), _ in best.groupby(["method", "scope"]):
-        lines += [f"## {m} · scope {s}", "", to_markdown(paper_table(best, method=m, scope=s)), ""]
+        head = f"## {m} · scope {s}" + (f" ({IN_SAMPLE})" if in_sample else "")
+        lines += [head, "", to_markdown(paper_table(best, method=m, scope=s)), ""]
     steered = df[~df.method.isin([BASELINE, PROMPTING])]
     for (m, c), _ in steered.groupby(["method", "concept"]):
         name = f"heatmap_{m}_{c}".replace(" ", "_").replace("/", "_")
-        heatmaps(df, method=m, concept=c).write_html(out / f"{name}.html", include_plotlyjs="cdn")
+        heatmaps(df, method=m, concept=c, in_sample=in_sample).write_html(out / f"{name}.html", include_plotlyjs="cdn")
         paths[name] = out / f"{name}.html"
     (out / "report.md").write_text("\n".join(lines))
     paths["report"] = out / "report.md"

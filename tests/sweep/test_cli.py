@@ -19,7 +19,7 @@ from steerkit.sweep.store import RunStore, list_runs
 from steerkit.vectors import SteeringVector
 
 
-def _config(tmp_path: Path) -> Path:
+def _config(tmp_path: Path, split: str = "stratified") -> Path:
     g = torch.Generator().manual_seed(0)
     paths = []
     for concept in ("counting", "spatial_relation"):
@@ -27,7 +27,7 @@ def _config(tmp_path: Path) -> Path:
                            concept=concept, n_layers=2, source_model="random")
         paths.append(str(v.save(tmp_path / "vectors" / concept)))
     cfg = {"model": "tiny/llava", "items": {"source": "synth", "tasks": ["Count", "Relation"], "n": 3, "size": 64,
-                                            "split": "stratified"},
+                                            "split": split},
            "vectors": {"paths": paths}, "grid": {"layers": [0, 1], "alphas": [1.0, 2.0], "scopes": ["image", "both"]},
            "out": str(tmp_path / "runs"), "batch_size": 4}
     path = tmp_path / "sweep.yaml"
@@ -46,9 +46,19 @@ def test_cli_sweep_writes_results_and_report_and_resumes(tmp_path):
     assert len(df) == 6 * (2 * 2 * 2 * 2 + 1 + 2)
     assert set(df[df.method == "prompt"].concept) == {"counting", "spatial_relation"}
     assert (run_dir / "report" / "report.md").exists() and (run_dir / "report" / "best_cells.csv").exists()
+    assert "in-sample" not in (run_dir / "report" / "report.md").read_text()  # stratified: held-out best cells
     parts = sorted((run_dir / "parts").glob("part-*"))
     res = runner.invoke(app, ["sweep", str(cfg), "--no-progress", "--no-report"])
     assert res.exit_code == 0 and sorted((run_dir / "parts").glob("part-*")) == parts  # nothing recomputed
+
+
+def test_cli_report_without_a_split_is_labelled_in_sample(tmp_path):
+    res = CliRunner().invoke(app, ["sweep", str(_config(tmp_path, split="none")), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "the report is in-sample" in res.output
+    [run_dir] = list_runs(tmp_path / "runs")
+    md = (run_dir / "report" / "report.md").read_text()
+    assert md.startswith("# Sweep report (in-sample)") and "→ test" not in md
 
 
 def test_config_errors_name_the_fix(tmp_path):

@@ -88,3 +88,10 @@ def test_errors_say_what_to_do(tiny):
         sweep(model, processor, items, make_vectors(model), [1], [1.0], ["pixels"], progress=False)
     with pytest.raises(SteeringError, match="mode"):
         sweep(model, processor, items, make_vectors(model), [1], [1.0], mode="fast", progress=False)
+    # the replay passes explicit positions, which steer() does not check: the engine refuses an empty scope itself
+    with pytest.raises(SteeringError, match=r"scope 'image' selects no token of items \['it0', 'it1'\]"):
+        sweep(model, processor, make_items(2, with_images=False), make_vectors(model), [1], [1.0], ["image"],
+              progress=False)
+    with pytest.raises(SteeringError, match="pass the images"):  # the paper's protocol goes through steer()
+        naive_protocol(model, processor, make_items(1, with_images=False), make_vectors(model)[("meanshift",
+                       "counting")], 1, 1.0, "image")

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steerkit.sweep.report import accuracy_grid, best_cells, cell_label, heatmap, heatmaps, paper_table, write_report
+from steerkit.errors import SelectionError
+from steerkit.sweep.report import (accuracy_grid, best_cells, cell_label, has_selection_splits, heatmap, heatmaps,
+                                   paper_table, write_report)
 
 
 def _rows(n_train=20, n_test=10):
@@ -49,12 +51,33 @@ def test_best_cell_is_selected_on_train_and_confirmed_on_test():
     assert np.isclose(b.prompt_delta_select, 0.10) and np.isclose(b.prompt_delta_confirm, 0.10)
     table = paper_table(best, method="meanshift", scope="image")
     assert table.loc["Count", "counting"].startswith("+30.0% (L1@1) → test +20.0%")
+    assert b.selected_on == "train" and b.confirmed_on == "test" and "in-sample" not in b.label_select
 
 
-def test_selection_without_a_train_split_uses_all_items():
-    df = _rows().assign(split="test")
-    b = best_cells(df, n_boot=100).iloc[0]
-    assert b.selected_on == "all items" and (b.layer, b.alpha) == (1, 1.0)
+@pytest.mark.parametrize("splits", [("test",), ("train",), ()])
+def test_no_held_out_split_raises_unless_in_sample_is_asked_for(splits, tmp_path):
+    df = _rows()
+    df = df.assign(split=splits[0]) if splits else df.drop(columns="split")
+    assert not has_selection_splits(df)
+    with pytest.raises(SelectionError, match="in_sample=True") as err:
+        best_cells(df, n_boot=100)
+    assert "stratified_split" in str(err.value)
+    with pytest.raises(SelectionError):
+        write_report(df, tmp_path / "r", n_boot=100)
+    best = best_cells(df, n_boot=100, in_sample=True)
+    b = best.iloc[0]
+    assert b.selected_on == "in-sample" and b.confirmed_on == "in-sample" and (b.layer, b.alpha) == (1, 1.0)
+    # 30 items: 8 of 15 baseline-wrong items flipped -> +26.7 points, on the items the cell was chosen on
+    assert b.label_select == "+26.7% (L1@1) in-sample" and b.label_confirm == "+26.7% (L1@1) in-sample"
+    cell = paper_table(best, method="meanshift", scope="image").loc["Count", "counting"]
+    assert cell.startswith("+26.7% (L1@1) in-sample [") and "test" not in cell and "→" not in cell
+    assert "in-sample" in heatmaps(df, method="meanshift", concept="counting", in_sample=True).layout.title.text
+    paths = write_report(df, tmp_path / "r", n_boot=100, in_sample=True)
+    md = paths["report"].read_text()
+    assert md.startswith("# Sweep report (in-sample)") and "## meanshift · scope image (in-sample)" in md
+    assert "in-sample [" in md and "→ test" not in md
+    html = next(p for n, p in paths.items() if n.startswith("heatmap_")).read_text()
+    assert "all items, in-sample" in html
 
 
 def test_heatmaps_and_written_report(tmp_path):
@@ -67,4 +90,5 @@ def test_heatmaps_and_written_report(tmp_path):
     assert len(grid.data) == 1
     paths = write_report(df, tmp_path, n_boot=100)
     assert (tmp_path / "best_cells.parquet").exists() and paths["report"].read_text().count("(L1@1)") >= 1
+    assert "in-sample" not in paths["report"].read_text()
     assert any(p.suffix == ".html" for p in paths.values())

@@ -29,6 +29,29 @@ def test_cvbench_layouts_round_trip(tmp_path, layout, card):
     assert by_id["5"].image.convert("RGB").tobytes() == fx.png(5).tobytes()
 
 
+@pytest.mark.parametrize("card", [True, False])
+def test_cvbench_local_folder_never_returns_stale_rows(tmp_path, monkeypatch, card):
+    """A changed parquet (same size and mtime) and another folder of the same name each give their own rows."""
+    import os
+
+    from datasets import config as hf_config
+
+    monkeypatch.setattr(hf_config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))  # start from an empty cache
+    folder = fx.make_cvbench(tmp_path / "a" / "cvb", layout="2025", card=card)
+    assert [it.question for it in load_cvbench(folder)][0] == "How many chairs are in the image?"
+    target = folder / "test_2d.parquet"
+    before = target.stat()
+    rows = fx.cvbench_rows(0, "2D")
+    rows[0]["question"] = "How many tables are in the image?"  # same length: a same-size edit is the hard case
+    fx.write_parquet(rows, fx.cvbench_features(), target)
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert [it.question for it in load_cvbench(folder)][0] == "How many tables are in the image?"
+    other = fx.make_cvbench(tmp_path / "b" / "cvb", layout="2025", card=card,
+                            extra_rows=[dict(fx.cvbench_rows(0, "2D")[0], idx=99)])
+    assert [it.id for it in load_cvbench(other)] == ["0", "1", "2", "3", "99", "4", "5"]
+    assert [it.id for it in load_cvbench(folder)] == ["0", "1", "2", "3", "4", "5"]  # each folder its own rows
+
+
 def test_cvbench_configs_and_filters(tmp_path):
     folder = fx.make_cvbench(tmp_path / "cvb", layout="2025", card=True)
     three = load_cvbench(folder, config="3D")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import warnings
@@ -53,6 +54,10 @@ def rows_from(
     - a ``.parquet`` / ``.json`` / ``.jsonl`` file: ``load_dataset("parquet"|"json", data_files=...)``.
     - anything else (hub name or local folder): ``load_dataset(source, config, split=split)`` -- the same call
       for a user with hub access and for a local copy of the repository.
+
+    Local files and folders are cached by ``datasets`` under a folder named by a hash of their contents
+    (:func:`local_cache_dir`): ``datasets`` keys a local folder's cache by its name, so a changed file, or another
+    folder of the same name, would otherwise return the old rows.
     """
     import pandas as pd
 
@@ -74,13 +79,61 @@ def rows_from(
         builder = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}.get(suffix)
         if builder is None:
             raise DataError(f"{path}: unknown data file type {suffix!r}; pass a .parquet, .json or .jsonl file")
-        return undecoded(load_dataset(builder, data_files=str(path), split="train"))
+        return undecoded(load_dataset(builder, data_files=str(path), split="train", cache_dir=local_cache_dir([path])))
     kwargs: dict[str, Any] = {}
     if revision is not None:
         kwargs["revision"] = revision
     if data_files is not None:
         kwargs["data_files"] = data_files
+    local = ([path] if path.is_dir() else []) + _local_paths(data_files)
+    if local:
+        kwargs["cache_dir"] = local_cache_dir(local)
     return undecoded(load_dataset(str(source), config, split=split, **kwargs))
+
+
+# files read whole into the key; anything else (images beside the data, ...) enters by name, size and mtime
+_DATA_SUFFIXES = frozenset({".parquet", ".arrow", ".json", ".jsonl", ".csv", ".tsv", ".txt", ".md", ".yaml", ".yml"})
+
+
+def _local_paths(data_files: Any) -> list[Path]:
+    """The local files among ``data_files`` (a path, a list of paths or a {split: paths} mapping)."""
+    if data_files is None:
+        return []
+    if isinstance(data_files, Mapping):
+        return [p for v in data_files.values() for p in _local_paths(v)]
+    if isinstance(data_files, (str, os.PathLike)):
+        return [Path(data_files)] if Path(data_files).exists() else []
+    return [p for v in data_files for p in _local_paths(v)]
+
+
+def local_cache_dir(paths: Iterable[str | os.PathLike]) -> str:
+    """A ``datasets`` cache folder named by the contents of local data ``paths`` (files, or folders walked whole).
+
+    Data files (parquet, json, csv, card...) enter the key by their bytes, other files by name, size and
+    modification time; hidden entries (``.git``, ``.cache``) are skipped. Equal contents share a cache; a changed
+    row gets a new one.
+
+    Example:
+        >>> local_cache_dir(["/data/CV-Bench"])   # doctest: +SKIP
+        '/root/.cache/huggingface/datasets/steerkit-local/3f2a...'
+    """
+    from datasets import config as hf_config
+
+    h = hashlib.blake2b(digest_size=12)
+    for root in sorted(Path(p).resolve() for p in paths):
+        files = [root] if root.is_file() else sorted(
+            f for f in root.rglob("*") if f.is_file() and not any(part.startswith(".") for part in
+                                                                     f.relative_to(root).parts))
+        for f in files:
+            st = f.stat()
+            h.update(f"{f.relative_to(root) if f != root else f.name}\0{st.st_size}\0".encode())
+            if f.suffix.lower() in _DATA_SUFFIXES:
+                with f.open("rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(block)
+            else:
+                h.update(str(st.st_mtime_ns).encode())
+    return str(Path(hf_config.HF_DATASETS_CACHE) / "steerkit-local" / h.hexdigest())
 
 
 def undecoded(ds: Any) -> Any:
