@@ -28,6 +28,21 @@ from steerkit.vectors.align import align_batch
 from steerkit.vectors.corpus import ConceptSentence, corpus_hash
 
 
+def anchor_key(sentence: ConceptSentence) -> str:
+    """A sentence's anchor strings, lower-cased and joined by "|": its entry in :attr:`Activations.anchor_keys`.
+
+    Example:
+        >>> anchor_key(parse_marked("[[Two]] cats and [[three]] dogs.", "counting"))
+        'two|three'
+    """
+    return "|".join(a.lower() for a in sentence.anchors)
+
+
+def key_anchors(key: str) -> frozenset[str]:
+    """The anchor strings of one :func:`anchor_key` (``"two|three"`` -> ``{"two", "three"}``)."""
+    return frozenset(a for a in key.split("|") if a)
+
+
 @dataclass
 class Activations:
     """Layer outputs on a corpus's real tokens.
@@ -165,5 +180,5 @@ def collect_activations(
         source_model=source_model or model_name(model),
         corpus_hash=corpus_hash(sentences),
         prepended_bos=prepended,
-        anchor_keys=["|".join(a.lower() for a in s.anchors) for s in sentences],
+        anchor_keys=[anchor_key(s) for s in sentences],
     )

@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from steerkit.errors import DataError, VectorMismatchError
-from steerkit.vectors.activations import Activations, collect_activations
+from steerkit.vectors.activations import Activations, collect_activations, key_anchors
 from steerkit.vectors.corpus import load_corpus
 from steerkit.vectors.vector import SteeringVector
 
@@ -78,44 +78,106 @@ def sentence_split(n_sentences: int, test_fraction: float = 0.25, seed: int = 0)
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
-def anchor_word_split(keys: Sequence[str], test_fraction: float = 0.25,
-                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Sentence ids for train and test such that no anchor wording of a test sentence is an anchor in training.
+class AnchorWordSplit(tuple):
+    """``(train_ids, test_ids)`` of an anchor-word split, with what the split held out and dropped.
 
-    ``keys`` are per-sentence anchor keys (:attr:`Activations.anchor_keys`); whole keys go to test, in seeded
-    order, until ``test_fraction`` of the sentences is reached. This measures whether the probe reads the concept
-    rather than memorising its words.
+    Unpacks like the plain pair (``train, test = split``); the attributes say how the split was made.
+
+    Attributes:
+        train: sentence ids whose anchors are all training anchors (sorted).
+        test: sentence ids whose anchors are all held-out anchors (sorted).
+        dropped: sentence ids with both a held-out and a training anchor, in neither side (sorted).
+        held_out: the held-out anchor strings (lower-cased), sorted.
     """
-    groups: dict[str, list[int]] = {}
-    for i, k in enumerate(keys):
-        groups.setdefault(k, []).append(i)
-    if len(groups) < 2:
-        raise DataError("an anchor-word split needs at least two different anchor wordings")
-    order = list(groups)
-    np.random.default_rng(seed).shuffle(order)
-    test: list[int] = []
-    target = max(1, int(round(len(keys) * test_fraction)))
-    for k in order:
-        if len(test) >= target:
-            break
-        test += groups[k]
-    if len(test) == len(keys):
-        raise DataError("the anchor-word split left no training sentences; lower test_fraction")
-    test_set = set(test)
-    return np.array([i for i in range(len(keys)) if i not in test_set]), np.array(sorted(test_set))
+
+    train: np.ndarray
+    test: np.ndarray
+    dropped: np.ndarray
+    held_out: tuple[str, ...]
+
+    def __new__(cls, train: np.ndarray, test: np.ndarray, dropped: np.ndarray,
+                held_out: Sequence[str]) -> AnchorWordSplit:
+        self = super().__new__(cls, (train, test))
+        self.train, self.test, self.dropped, self.held_out = train, test, dropped, tuple(sorted(held_out))
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:  # tuple subclasses pickle by __new__ arguments
+        return AnchorWordSplit, (self.train, self.test, self.dropped, self.held_out)
+
+    @property
+    def n_dropped(self) -> int:
+        """How many sentences mixed held-out and training anchors and were left out of both sides."""
+        return len(self.dropped)
+
+
+def anchor_word_split(keys: Sequence[str], test_fraction: float = 0.25, seed: int = 0) -> AnchorWordSplit:
+    """Train and test sentence ids such that no anchor string of a test sentence is an anchor of a training one.
+
+    ``keys`` are per-sentence anchor keys (:attr:`Activations.anchor_keys`: lower-cased anchors joined by "|").
+    Anchor strings are held out one at a time until the test sentences (all anchors held out) make up at least
+    ``test_fraction`` of the kept sentences; training sentences have no held-out anchor; a sentence with both
+    kinds is dropped (``split.dropped``). The first held-out anchor is the seed's pick; after it, the anchor that
+    leaves the fewest dropped sentences comes next, ties going to the seed's order, so most concepts lose few
+    sentences and each seed gives one fixed split. Disjointness is of whole anchor strings: a held-out
+    "bigger" may still share a word with a training "bigger than".
+
+    Raises:
+        DataError: ``test_fraction`` outside (0, 1), a sentence without anchors, fewer than two distinct anchors,
+            or a split that leaves train or test empty.
+
+    Example:
+        >>> train, test = anchor_word_split(["left", "right", "above", "under|left"], 0.25, seed=0)
+    """
+    if not 0 < test_fraction < 1:
+        raise DataError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    per_sentence = [key_anchors(k) for k in keys]
+    empty = [i for i, a in enumerate(per_sentence) if not a]
+    if empty:
+        raise DataError(f"sentence(s) {empty[:5]} have no anchor key; build the keys with collect_activations "
+                        "from validated corpus sentences")
+    vocab = sorted(set().union(*per_sentence)) if per_sentence else []
+    if len(vocab) < 2:
+        raise DataError(f"an anchor-word split needs at least two different anchor strings, got {vocab}; "
+                        "use split='sentence' for this corpus")
+    rank = {a: r for r, a in enumerate(np.random.default_rng(seed).permutation(vocab).tolist())}
+    held: set[str] = set()
+
+    def sides(held_out: set[str]) -> tuple[int, int, int]:
+        n_test = sum(a <= held_out for a in per_sentence)
+        n_train = sum(not (a & held_out) for a in per_sentence)
+        return n_train, n_test, len(per_sentence) - n_train - n_test
+
+    n_train, n_test = len(per_sentence), 0
+    while n_test < test_fraction * (n_train + n_test) and len(held) < len(vocab):
+        # Fewest dropped sentences first; the seeded rank breaks ties (and picks the first anchor).
+        best = min((a for a in vocab if a not in held),
+                   key=lambda a: (sides(held | {a})[2] if held else 0, rank[a]))
+        held.add(best)
+        n_train, n_test, _ = sides(held)
+    train = np.array([i for i, a in enumerate(per_sentence) if not (a & held)], dtype=np.int64)
+    test = np.array([i for i, a in enumerate(per_sentence) if a <= held], dtype=np.int64)
+    dropped = np.array(sorted(set(range(len(per_sentence))) - set(train.tolist()) - set(test.tolist())),
+                       dtype=np.int64)
+    if len(train) == 0 or len(test) == 0:
+        raise DataError(f"the anchor-word split of {len(keys)} sentences ({len(vocab)} anchor strings) left "
+                        f"{len(train)} training and {len(test)} test sentences ({len(dropped)} dropped); use a "
+                        "smaller test_fraction, a corpus with more distinct anchors, or split='sentence'")
+    return AnchorWordSplit(train, test, dropped, held)
 
 
 def linear_probe(acts: Activations, test_fraction: float = 0.25, seed: int = 0, C: float = 1.0,
                  max_iter: int = 500, progress: bool = True, split: str = "sentence") -> SteeringVector:
     """Logistic-regression probe (anchor vs other token) per layer; vector = unit-normalised weight.
 
-    ``split="sentence"`` holds out random sentences; ``split="anchor_word"`` holds out whole anchor wordings
-    (:func:`anchor_word_split`), so test anchors are words the probe never saw as anchors.
+    ``split="sentence"`` holds out random sentences; ``split="anchor_word"`` holds out anchor strings
+    (:func:`anchor_word_split`), so no test anchor was an anchor in training; sentences that mix held-out and
+    training anchors are dropped, and their count goes to every record (``n_dropped_sentences``) and to
+    ``vector.extra`` with the held-out anchors.
 
     Features are standardised for the fit (LLM residual streams have a few huge dimensions) and the weight is
     mapped back to the raw activation basis before normalising, so ``h @ v`` ranks tokens like the probe does.
     Classes are balanced by weight. Held-out metrics per layer go to ``vector.extra["probe"]`` (a list of
-    records: layer, test_accuracy, balanced_accuracy, majority_baseline, train_accuracy, token counts).
+    records: layer, test_accuracy, balanced_accuracy, majority_baseline, train_accuracy, token and sentence counts).
 
     Example:
         >>> v = linear_probe(acts)
@@ -127,12 +189,17 @@ def linear_probe(acts: Activations, test_fraction: float = 0.25, seed: int = 0, 
     _need_both(acts)
     if split == "sentence":
         train_s, test_s = sentence_split(acts.n_sentences, test_fraction, seed)
+        split_extra: dict[str, Any] = {"n_dropped_sentences": 0, "held_out_anchors": []}
     elif split == "anchor_word":
         if acts.anchor_keys is None:
             raise DataError("these activations carry no anchor_keys; collect them with collect_activations")
-        train_s, test_s = anchor_word_split(acts.anchor_keys, test_fraction, seed)
+        words = anchor_word_split(acts.anchor_keys, test_fraction, seed)
+        train_s, test_s = words.train, words.test
+        split_extra = {"n_dropped_sentences": words.n_dropped, "held_out_anchors": list(words.held_out)}
     else:
         raise DataError(f"split={split!r}: use 'sentence' or 'anchor_word'")
+    counts = {"n_train_sentences": len(train_s), "n_test_sentences": len(test_s),
+              "n_dropped_sentences": split_extra["n_dropped_sentences"]}
     sent = acts.sentence.numpy()
     tr, te = np.isin(sent, train_s), np.isin(sent, test_s)
     y = acts.is_anchor.numpy().astype(np.int64)
@@ -156,11 +223,11 @@ def linear_probe(acts: Activations, test_fraction: float = 0.25, seed: int = 0, 
             "train_accuracy": float((clf.predict((x[tr] - mu) / sd) == y[tr]).mean()),
             "n_train_tokens": int(tr.sum()),
             "n_test_tokens": int(te.sum()),
+            **counts,
             "split": split,
         })
     return _vector(acts, vectors, "probe", {"probe": records, "split": split, "test_fraction": test_fraction,
-                                            "seed": seed,
-                                            "C": C, "n_sentences": acts.n_sentences})
+                                            "seed": seed, "C": C, "n_sentences": acts.n_sentences, **split_extra})
 
 
 # ------------------------------------------------------------------------------------------------ SAE

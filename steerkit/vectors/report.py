@@ -73,8 +73,9 @@ class ConceptReport:
         """plotly line chart: held-out probe ``metric`` by layer, one line per concept."""
         import plotly.express as px
 
+        split = ", ".join(sorted(self.probe["split"].unique())) if "split" in self.probe else "sentence"
         fig = px.line(self.probe, x="layer", y=metric, color="concept", markers=True,
-                      title=f"Linear probe held-out {metric.replace('_', ' ')} by layer (split by sentence)")
+                      title=f"Linear probe held-out {metric.replace('_', ' ')} by layer (split: {split})")
         fig.add_hline(y=0.5 if metric == "balanced_accuracy" else float(self.probe["majority_baseline"].mean()),
                       line_dash="dot", annotation_text="chance")
         return fig
@@ -95,6 +96,12 @@ class ConceptReport:
         if layers is not None:
             table = table.loc[list(layers)]
         return markdown_table(table, "{:.3f}")
+
+    def split_markdown(self) -> str:
+        """Markdown table: per concept, the probe's train, test and dropped sentences (and test tokens)."""
+        cols = ["n_train_sentences", "n_test_sentences", "n_dropped_sentences", "n_test_tokens"]
+        table = self.probe.groupby("concept", sort=False)[cols].first().loc[self.concepts]
+        return markdown_table(table.astype(int), "{}")
 
     def similarity_markdown(self, method: str = "mean_shift", layer: int | None = None) -> str:
         """Markdown table of the cosine-similarity matrix."""
@@ -146,7 +153,8 @@ def similarity_frames(vectors: Mapping[tuple[str, str], SteeringVector], method:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m steerkit.vectors.report --model smollm2 --out outputs/vectors/smollm2 [--n N] [--threads T]``:
+    """``python -m steerkit.vectors.report --model smollm2 --out outputs/vectors/smollm2 [--n N] [--threads T]
+    [--probe-split anchor_word] [--seed S]``:
     extract MeanShift + probe vectors for every concept, save them with parquet tables and a ``report.md``."""
     import argparse
     import os
@@ -166,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", default="outputs/vectors")
     ap.add_argument("--layers", type=int, nargs="*", default=None, help="decoder layers (default: all)")
     ap.add_argument("--probe-split", default="sentence", choices=["sentence", "anchor_word"])
+    ap.add_argument("--test-fraction", type=float, default=0.25, help="probe test share of the kept sentences")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the probe's train/test split")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -174,12 +184,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     load_s = time.perf_counter() - t0
     concepts = args.concepts or available_concepts(args.corpus_dir)
     rep = concept_report(model, tok, concepts, args.corpus_dir, n=args.n, out_dir=args.out, load_seconds=load_s,
-                         batch_size=args.batch_size, layers=args.layers, probe_split=args.probe_split)
+                         batch_size=args.batch_size, layers=args.layers, probe_split=args.probe_split,
+                         test_fraction=args.test_fraction, seed=args.seed)
     mid = rep.n_layers // 2
+    probe_extra = next(v.extra for (_, m), v in rep.vectors.items() if m == "probe")
     text = [f"model: {args.model} ({rep.n_layers} layers), probe split: {args.probe_split}, "
             f"threads={torch.get_num_threads()}, "
             f"cpu_count={os.cpu_count()}, load {load_s:.1f} s, extraction total {rep.meta['total_seconds']:.1f} s",
             "", "## timing", markdown_table(rep.timing.set_index("concept"), "{:.1f}"),
+            "", f"## probe split ({args.probe_split}, test_fraction {probe_extra['test_fraction']}, "
+                f"seed {probe_extra['seed']})", rep.split_markdown(),
             "", "## probe balanced accuracy", rep.probe_markdown("balanced_accuracy"),
             "", "## probe test accuracy", rep.probe_markdown("test_accuracy"),
             "", "## majority baseline", rep.probe_markdown("majority_baseline",
