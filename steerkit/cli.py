@@ -38,7 +38,7 @@ def sweep(
     import torch
 
     from steerkit.sweep.config import SweepConfig, run_config
-    from steerkit.sweep.engine import _shard
+    from steerkit.sweep.plan import shard_of_process
     from steerkit.sweep.report import has_selection_splits, write_report
     from steerkit.sweep.store import RunStore
 
@@ -46,7 +46,7 @@ def sweep(
     cfg = SweepConfig.from_yaml(config)
     if out is not None:
         cfg.out = out
-    rank, world = _shard()
+    rank, world = shard_of_process()
     df = run_config(cfg, rank=rank, world_size=world, progress=progress)
     run_dir = Path(df.attrs["run_dir"])
     if world > 1:

@@ -20,7 +20,7 @@ from steerkit.gap.modes import (
     style_for,
     sweep_render,
 )
-from steerkit.gap.parse import ParsedAnswer, answers_match, parse_answer, parse_transcript
+from steerkit.gap.parse import ParsedAnswer, answers_match, parse_number, parse_transcript
 from steerkit.gap.problems import (
     TextProblem,
     load_gsm8k,
@@ -34,6 +34,7 @@ from steerkit.gap.taxonomy import char_error_rate, error_shares, length_stats, t
 
 __all__ = ["GENERIC", "IMAGE_MODES", "MODES", "MODE_LABELS", "ModeInput", "ParsedAnswer", "PromptStyle",
            "TextProblem", "answers_match", "char_error_rate", "compare_runs", "error_shares", "gap_report",
-           "length_stats", "load_gsm8k", "mode_input", "organism_arithmetic", "organism_style", "parse_answer",
-           "parse_transcript", "plot_before_after", "plot_gap", "plot_sweep", "problem_set", "problems_frame", "run_gap", "save_results", "style_for",
+           "length_stats", "load_gsm8k", "mode_input", "organism_arithmetic", "organism_style", "parse_number",
+           "parse_transcript", "plot_before_after", "plot_gap", "plot_sweep", "problem_set", "problems_frame", "run_gap",
+           "save_results", "style_for",
            "sweep_render", "tag_errors", "word_problems"]

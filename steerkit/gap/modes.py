@@ -22,8 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +32,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from steerkit.errors import GapError
-from steerkit.gap.parse import answers_match, parse_answer, parse_transcript
+from steerkit.gap.parse import answers_match, parse_number, parse_transcript
 from steerkit.gap.problems import TextProblem
 from steerkit.render.text_image import RenderConfig, render_text
 
@@ -238,7 +236,7 @@ def run_gap(
             second = [ModeInput(style.fill(style.text_template, t), None) for t in transcripts]
             final = _generate(model, processor, second, gen)
         for p, inp, first, resp, tr in zip(problems, inputs, responses, final, transcripts):
-            parsed = parse_answer(resp)
+            parsed = parse_number(resp)
             rows.append(dict(
                 item_id=p.id, source=p.source, mode=mode, question=p.question, gold=p.answer, prompt=inp.prompt,
                 response=resp, pass1_response=first if mode == "ocr_2p" else None, answer=parsed.value,
@@ -286,15 +284,13 @@ def sweep_render(
 
 
 def run_dir(root: str | Path, config: dict[str, Any]) -> Path:
-    """A results folder under ``root`` named by a hash of ``config`` (a changed configuration never mixes rows).
-
-    The configuration is written next to the results as ``config.json``.
+    """The results folder ``<root>/gap-<hash12>`` of ``config``, named and recorded (``config.json``) by the
+    sweeps' scheme, :func:`steerkit.sweep.store.run_folder`: a changed configuration never mixes rows, and a folder
+    holding another configuration raises :class:`~steerkit.errors.StoreError`.
     """
-    blob = json.dumps(config, sort_keys=True, default=str)
-    path = Path(root) / f"gap-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text(blob)
-    return path
+    from steerkit.sweep.store import run_folder
+
+    return run_folder(root, config, name="gap")
 
 
 def save_results(df: pd.DataFrame, root: str | Path, config: dict[str, Any], name: str = "results") -> Path:

@@ -3,13 +3,14 @@
 Models are asked to put the final answer in ``<answer>...</answer>`` (and, in the OCR modes, the transcript in
 ``<transcript>...</transcript>``). Responses are messy: the tag may be unclosed (generation stopped), repeated
 (the last one counts), padded, hold a unit, a currency sign, thousands separators, ``\\boxed{}`` or a sentence.
-:func:`parse_answer` handles these and records *how* it found the answer, so that format failures stay
-countable (a missing tag is a format error even when a fallback finds the right number).
+:func:`parse_number` handles these and records *how* it found the answer, so that format failures stay
+countable (a missing tag is a format error even when a fallback finds the right number). (The letter a
+multiple-choice answer names is read by :func:`steerkit.tasks.scoring.parse_letter`.)
 
 Example:
-    >>> parse_answer("so 47+38=85 <answer> $85.00 </answer>").value
+    >>> parse_number("so 47+38=85 <answer> $85.00 </answer>").value
     '85'
-    >>> parse_answer("The answer is 85.").format_ok
+    >>> parse_number("The answer is 85.").format_ok
     False
 """
 
@@ -78,16 +79,16 @@ def _fmt(x: float) -> str:
     return repr(round(x, 9)).rstrip("0").rstrip(".")
 
 
-def parse_answer(response: str, *, fallback: bool = True) -> ParsedAnswer:
+def parse_number(response: str, *, fallback: bool = True) -> ParsedAnswer:
     """Extract the final answer from ``response`` (the last ``<answer>`` tag wins).
 
     Without a tag, ``fallback=True`` tries ``\\boxed{}`` and then the last number in the response
     (``format_ok`` is False either way).
 
     Example:
-        >>> parse_answer("<answer>12</answer> wait <answer>13</answer>").value
+        >>> parse_number("<answer>12</answer> wait <answer>13</answer>").value
         '13'
-        >>> parse_answer("<answer>85").method
+        >>> parse_number("<answer>85").method
         'unclosed_tag'
     """
     tags = list(_TAG.finditer(response or ""))
@@ -136,3 +137,8 @@ def parse_transcript(response: str) -> str | None:
     """
     found = list(_TRANSCRIPT.finditer(response or ""))
     return found[-1].group(1).strip() if found else None
+
+
+# Transitional alias for callers owned elsewhere (steerkit/distill/traces.py): remove once they call parse_number.
+# Not exported from steerkit.gap.
+parse_answer = parse_number

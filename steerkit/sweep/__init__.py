@@ -1,4 +1,4 @@
-"""Steering sweeps: the engine (prefix replay, batched strengths), the resumable store and the reports.
+"""Steering sweeps: plan -> executor (prefix replay, batched strengths) -> letter scorer -> resumable store; reports.
 
 Example:
     >>> from steerkit.sweep import sweep
@@ -8,7 +8,9 @@ Example:
 
 from __future__ import annotations
 
-from steerkit.sweep.engine import BASELINE, NO_LAYER, PROMPTING, Progress, naive_protocol, sweep
+from steerkit.sweep.engine import BASELINE, NO_LAYER, PROMPTING, Progress, naive_protocol, run_sweep, sweep
+from steerkit.sweep.plan import SweepRequest, shard_of_process
 from steerkit.sweep.store import RunStore, list_runs
 
-__all__ = ["sweep", "naive_protocol", "Progress", "RunStore", "list_runs", "BASELINE", "PROMPTING", "NO_LAYER"]
+__all__ = ["sweep", "run_sweep", "SweepRequest", "naive_protocol", "Progress", "RunStore", "list_runs",
+           "shard_of_process", "BASELINE", "PROMPTING", "NO_LAYER"]

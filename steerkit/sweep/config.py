@@ -137,8 +137,7 @@ def load_vectors(spec: dict[str, Any]) -> dict[tuple[str, str], Any]:
         vecs, _ = extract_concepts(lm, tok, ex.get("concepts", ["counting"]), corpus_dir=ex.get("corpus_dir"),
                                    methods=ex.get("methods", ["mean_shift"]),
                                    n=ex.get("n"), out_dir=ex.get("out"), progress=False)
-        for (concept, method), v in vecs.items():
-            out[(method, concept)] = v
+        out.update(vecs)  # extract_concepts keys by (method, concept), like the engine
     if not out:
         raise DataError("the config names no vectors: add vectors.paths or vectors.extract")
     return out

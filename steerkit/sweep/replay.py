@@ -26,9 +26,8 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -37,6 +36,7 @@ from torch import nn
 
 from steerkit.models.adapters import adapter_for
 from steerkit.steer import steer
+from steerkit.tasks.scoring import last_logits  # the one last-position forward (re-exported here)
 
 
 @dataclass
@@ -121,20 +121,6 @@ class _Skip(nn.Module):
 
 def _hidden_arg(args: tuple, kwargs: dict) -> torch.Tensor:
     return kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-
-
-def _forward_kwargs(model: nn.Module) -> dict[str, Any]:
-    """No KV cache; last-position logits only where the model supports it."""
-    kw: dict[str, Any] = {"use_cache": False}
-    if "logits_to_keep" in inspect.signature(model.forward).parameters:
-        kw["logits_to_keep"] = 1
-    return kw
-
-
-def last_logits(model: nn.Module, inputs: Mapping[str, Any]) -> torch.Tensor:
-    """Logits at the last position [batch, vocab] of a plain forward (inputs are left-padded)."""
-    out = model(**inputs, **_forward_kwargs(model))
-    return out.logits[:, -1, :]
 
 
 @torch.no_grad()

@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -34,21 +33,12 @@ from typing import Any
 import pandas as pd
 
 from steerkit.errors import StoreError
+from steerkit.sweep.fingerprint import canonical_json, config_hash
 
 UNIT_COLUMNS = ("item_id", "method", "concept", "layer")
 ROW_KEY = (*UNIT_COLUMNS, "scope", "alpha")
 SORT_COLUMNS = ("item_index", "method", "concept", "layer", "scope", "alpha")
 STORE_VERSION = 1
-
-
-def canonical_json(obj: Any) -> str:
-    """Deterministic JSON (sorted keys, no spaces) used for hashing configurations."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def config_hash(config: Mapping[str, Any]) -> str:
-    """sha256 hex digest of the canonical JSON of ``config``."""
-    return hashlib.sha256(canonical_json(config).encode()).hexdigest()
 
 
 def _slug(name: str) -> str:
@@ -60,6 +50,37 @@ def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def run_folder(root: str | os.PathLike[str], config: Mapping[str, Any], *, name: str = "run") -> Path:
+    """The folder ``<root>/<name>-<hash12>`` of ``config`` (hash: :func:`~steerkit.sweep.fingerprint.config_hash`),
+    created with a ``config.json`` recording the configuration; the one run-folder scheme in steerkit (sweeps and
+    gap runs).
+
+    Raises :class:`StoreError` when the folder exists with a different ``config.json`` (a truncated-hash
+    collision or a hand-edited file): the message says which keys differ.
+
+    Example:
+        >>> run_folder("outputs/gap", {"model": "tiny/llava", "n": 20}, name="gap").name
+        'gap-9db446340db7'
+    """
+    digest = config_hash(config)
+    path = Path(root) / f"{_slug(name)}-{digest[:12]}"
+    path.mkdir(parents=True, exist_ok=True)
+    record = {"hash": digest, "store_version": STORE_VERSION, "config": json.loads(canonical_json(config))}
+    cfg_file = path / "config.json"
+    if cfg_file.exists():
+        old = json.loads(cfg_file.read_text())
+        if old.get("hash") != digest or old.get("config") != record["config"]:
+            differ = sorted(k for k in set(old.get("config", {})) | set(record["config"])
+                            if old.get("config", {}).get(k) != record["config"].get(k))
+            raise StoreError(
+                f"{path} holds results of a different configuration (keys differing: {differ}). Results of "
+                "different configurations are never mixed: use another root or name, or delete that folder."
+            )
+    else:
+        _atomic_write_text(cfg_file, json.dumps(record, indent=1, sort_keys=True))
+    return path
 
 
 class RunStore:
@@ -78,27 +99,10 @@ class RunStore:
     @classmethod
     def open(cls, root: str | os.PathLike[str], config: Mapping[str, Any], *, name: str = "run",
              rank: int = 0) -> RunStore:
-        """Create (or reopen) ``<root>/<name>-<hash12>`` for ``config``.
-
-        Raises :class:`StoreError` when the folder exists with a different ``config.json`` (a truncated-hash
-        collision or a hand-edited file): the message says which keys differ.
-        """
-        digest = config_hash(config)
-        path = Path(root) / f"{_slug(name)}-{digest[:12]}"
+        """Create (or reopen) ``<root>/<name>-<hash12>`` for ``config`` (see :func:`run_folder`, whose
+        :class:`StoreError` it raises for a folder holding another configuration)."""
+        path = run_folder(root, config, name=name)
         (path / "parts").mkdir(parents=True, exist_ok=True)
-        record = {"hash": digest, "store_version": STORE_VERSION, "config": json.loads(canonical_json(config))}
-        cfg_file = path / "config.json"
-        if cfg_file.exists():
-            old = json.loads(cfg_file.read_text())
-            if old.get("hash") != digest or old.get("config") != record["config"]:
-                differ = sorted(k for k in set(old.get("config", {})) | set(record["config"])
-                                if old.get("config", {}).get(k) != record["config"].get(k))
-                raise StoreError(
-                    f"{path} holds results of a different configuration (keys differing: {differ}). Results of "
-                    "different configurations are never mixed: use another root or name, or delete that folder."
-                )
-        else:
-            _atomic_write_text(cfg_file, json.dumps(record, indent=1, sort_keys=True))
         return cls(path, config, rank)
 
     @classmethod
@@ -186,3 +190,69 @@ def list_runs(root: str | os.PathLike[str]) -> list[Path]:
         return []
     runs = [p for p in root.iterdir() if (p / "config.json").exists()]
     return sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+class RowSink:
+    """Where a sweep's finished units go: a :class:`RunStore` (persisted, resumable) or memory.
+
+    It knows which units are done (on disk, buffered or in memory), so the engine computes only the rest, and it
+    flushes part files every ``flush_every`` steered unit groups; :meth:`result` gives the rows as one DataFrame.
+
+    Example:
+        >>> sink = RowSink.open("outputs/sweeps", config, name="organism", flush_every=64)
+        >>> sink.emit(rows); sink.unit_finished(); sink.flush_if_due()
+        >>> df = sink.result()
+    """
+
+    def __init__(self, store: RunStore | None = None, flush_every: int = 64):
+        self.store = store
+        self.flush_every = int(flush_every)
+        self.done: set[tuple[Any, ...]] = store.done_units() if store is not None else set()
+        self._memory: list[dict[str, Any]] = []
+        self._since_flush = 0
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str] | None, config: Mapping[str, Any], *, name: str = "run",
+             rank: int = 0, flush_every: int = 64) -> RowSink:
+        """A sink into ``RunStore.open(root, config, ...)``, or into memory when ``root`` is None."""
+        store = RunStore.open(root, config, name=name, rank=rank) if root is not None else None
+        return cls(store, flush_every)
+
+    def emit(self, rows: list[dict[str, Any]]) -> None:
+        """Take the rows of whole finished units."""
+        for r in rows:
+            self.done.add(tuple(r[c] for c in UNIT_COLUMNS))
+        if self.store is not None:
+            self.store.add(rows)
+        else:
+            self._memory.extend(rows)
+
+    @property
+    def rows(self) -> int:
+        """Rows held and not yet on disk (all rows when in memory)."""
+        return self.store.pending if self.store is not None else len(self._memory)
+
+    def unit_finished(self) -> None:
+        """Count one emitted steered unit group towards the next flush."""
+        self._since_flush += 1
+
+    def flush_if_due(self) -> None:
+        """Flush when ``flush_every`` unit groups were emitted since the last flush."""
+        if self.store is not None and self._since_flush >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Persist buffered rows (no-op in memory)."""
+        if self.store is not None:
+            self.store.flush()
+            self._since_flush = 0
+
+    def result(self) -> pd.DataFrame:
+        """Every row of the run: the whole store (all ranks, ``attrs["run_dir"]`` set), or the in-memory rows."""
+        if self.store is not None:
+            df = self.store.load()
+            df.attrs["run_dir"] = str(self.store.path)
+            return df
+        df = pd.DataFrame(self._memory)
+        df = df.sort_values(list(SORT_COLUMNS), kind="stable")
+        return df.reset_index(drop=True)

@@ -29,7 +29,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from steerkit.tasks.schema import LETTERS, Item
-from steerkit.tasks.scoring import PAPER_PREFIX, generate_answers, letter_logprobs, letter_token_ids
+from steerkit.tasks.scoring import PAPER_PREFIX, LetterScorer, generate_answers, letter_logprobs
 from steerkit.tasks.splits import with_hint
 
 Method = Literal["letter", "generate"]
@@ -93,8 +93,9 @@ def evaluate(
     """Score ``items`` under each condition; one row per item x condition (see the module docstring).
 
     ``method="letter"``: the argmax over the choice letters' log-probs at the last prompt position (one forward per
-    batch). ``method="generate"``: greedy generation parsed by :func:`steerkit.tasks.scoring.parse_answer`
-    (unparsable answers get ``pred=""`` and count as wrong). ``out``: also write the frame as parquet there.
+    batch), by :class:`steerkit.tasks.scoring.LetterScorer` (one scorer for all items and conditions).
+    ``method="generate"``: greedy generation parsed by :func:`steerkit.tasks.scoring.parse_letter` (unparsable
+    answers get ``pred=""`` and count as wrong). ``out``: also write the frame as parquet there.
 
     Example:
         >>> df = evaluate(model, processor, generate(n_per_task=20), method="letter", batch_size=32)
@@ -106,12 +107,11 @@ def evaluate(
     # Items with and without images go in separate batches; rows are returned in input order.
     groups = [[i for i, it in enumerate(items) if it.image is not None],
               [i for i, it in enumerate(items) if it.image is None]]
-    letter_ids = None
+    scorer = None
     if method == "letter" and items:
         from steerkit.models.adapters import adapter_for
 
-        n_max = max(len(it.choices) for it in items)
-        letter_ids = letter_token_ids(adapter_for(model).tokenizer(processor), LETTERS[:n_max])
+        scorer = LetterScorer.for_items(adapter_for(model).tokenizer(processor), items)
     rows: list[dict[str, Any]] = []
     total = sum(len(g) for g in groups) * len(conds)
     bar = tqdm(total=total, desc=f"evaluate ({method})", disable=not progress, leave=False)
@@ -124,7 +124,7 @@ def evaluate(
                 with cond.enter():
                     if method == "letter":
                         lp = letter_logprobs(model, processor, chunk, prefix=prefix, batch_size=len(chunk),
-                                             letter_ids=letter_ids)
+                                             scorer=scorer)
                         answers = [(None, it.letters[int(np.argmax(lp[r, :len(it.choices)]))])
                                    for r, it in enumerate(chunk)]
                     else:

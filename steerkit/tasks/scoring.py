@@ -1,12 +1,30 @@
-"""Scoring multiple-choice items: answer-letter log-likelihood and greedy generation with a robust parser.
+"""Scoring multiple-choice items: the one letter scorer, greedy generation with a robust parser, CV-Bench metrics.
 
-(a) :func:`letter_logprobs`: one forward pass per batch; the logits at the last prompt position, log-softmaxed over
-the vocabulary, read at the token ids of each choice letter. A letter can be written several ways ("A", " A", "(A"
-are single tokens in some tokenizers); :func:`letter_token_ids` collects every single-token spelling that belongs to
-exactly one letter, and a letter's log-prob is the log-sum-exp over its spellings.
+(a) :class:`LetterScorer` turns the logits at the last prompt position into per-letter log-probabilities, the
+predicted letter, its correctness, and the greedy first token parsed as a letter. It is the only letter scorer in
+steerkit: :func:`letter_logprobs` / :func:`steerkit.tasks.evaluate.evaluate`, the sweep engine
+(:mod:`steerkit.sweep`), :func:`steerkit.sweep.engine.naive_protocol` and the organism's evaluation all call it,
+so the same logits always give the same answer.
+
+**The letter-spelling rule** (one rule for every tokenizer, :func:`letter_token_ids`):
+
+1. A scorer is built for the letters ``A ..`` up to the largest number of choices it will see (``n_choices``);
+   an item with fewer choices uses the same spellings and only its own letters.
+2. The candidate spellings are :data:`LETTER_SPELLINGS`: ``"A"``, ``" A"``, ``"(A"``, ``" (A"``, ``"A)"``,
+   ``"A."`` (each encoded without special tokens).
+3. A spelling counts only if it is **one token for every letter** in use, with a different token per letter.
+   A spelling that is several tokens for *some* letter (say ``" E"`` splits while ``" A"`` does not) is dropped
+   for *all* letters, so every letter has the same number of spellings and no letter gains probability mass from
+   an accident of the vocabulary. A token that an earlier spelling already gave to a letter is not counted twice.
+4. If no spelling survives (or the survivors give letters unequal counts), :class:`~steerkit.errors.DataError`
+   is raised: score that model by generation (``method="generate"``).
+5. A letter's log-probability is the log-sum-exp, over its spellings, of the log-softmax over the **whole
+   vocabulary** at the last prompt position; the predicted letter is the argmax over the item's own letters.
+6. The greedy answer is the vocabulary argmax at that position, decoded (special tokens skipped) and read by
+   :func:`parse_letter`; this reproduces "generate one token greedily, parse the letter" without generating.
 
 (b) :func:`generate_answers`: greedy generation through :func:`steerkit.models.generation.generate_text`, parsed
-by :func:`parse_answer` ("(C)", "C", "c.", "Answer: C", "The answer is C", or the text of a choice).
+by :func:`parse_letter` ("(C)", "C", "c.", "Answer: C", "The answer is C", or the text of a choice).
 
 Prompts follow the paper's protocol: :data:`PAPER_PREFIX` + the item's prompt.
 
@@ -14,14 +32,17 @@ Metrics: :func:`cvbench_scores` -- CV-Bench's official acc2D = mean(acc ADE20K, 
 overall = (acc2D + acc3D) / 2, with stratified-bootstrap CIs.
 
 Example:
+    >>> scorer = LetterScorer.for_items(processor, items)
+    >>> rows = scorer.score(last_logits(model, inputs), items)   # pred, correct, logprobs, greedy_* per item
     >>> lp = letter_logprobs(model, processor, items)          # [n_items, max_choices], -inf beyond a row's choices
     >>> preds = generate_answers(model, processor, items)       # list of (text, letter or None)
 """
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -53,9 +74,10 @@ def letter_token_ids(tokenizer: Any, letters: Sequence[str] = LETTERS[:6],
                      spellings: Sequence[str] = LETTER_SPELLINGS) -> dict[str, list[int]]:
     """Token ids that spell each letter as one token ("A", " A", "(A", ...), one id per usable spelling.
 
-    Only spellings that are a single token for *every* letter are used, so each letter gets the same number of
-    spellings: a tokenizer that happens to have " A" but not " B" would otherwise hand "A" extra probability
-    mass. Raises :class:`DataError` when no spelling is a single token for all letters (use generation then).
+    Applies the module's letter-spelling rule: only spellings that are a single token for *every* letter are
+    used, so each letter gets the same number of spellings (a tokenizer that happens to have " A" but not " B"
+    would otherwise hand "A" extra probability mass). Raises :class:`DataError` when no spelling is a single
+    token for all letters (use generation then).
 
     Example:
         >>> letter_token_ids(tokenizer, "ABCD")["A"]
@@ -76,12 +98,99 @@ def letter_token_ids(tokenizer: Any, letters: Sequence[str] = LETTERS[:6],
     return found
 
 
-def _forward_last_logits(model: Any, inputs: Any) -> torch.Tensor:
-    try:  # only the last position's logits are needed; most 5.x models accept this and skip the rest
-        out = model(**inputs, logits_to_keep=1)
-    except TypeError:
-        out = model(**inputs)
-    return out.logits[:, -1, :].float()
+def last_logits(model: Any, inputs: Mapping[str, Any]) -> torch.Tensor:
+    """Logits at the last position [batch, vocab] of one plain forward (inputs are left-padded).
+
+    No KV cache is kept, and only the last position goes through the LM head where the model's forward accepts
+    ``logits_to_keep``.
+    """
+    kw: dict[str, Any] = {"use_cache": False}
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        kw["logits_to_keep"] = 1
+    return model(**inputs, **kw).logits[:, -1, :]
+
+
+class LetterScorer:
+    """The one letter scorer: last-position logits -> per-letter log-probs, predicted letter, greedy parse.
+
+    Built once per tokenizer and number of choices (the module docstring states the spelling rule it applies).
+
+    Args:
+        tokenizer: a tokenizer, or a processor holding one as ``.tokenizer``.
+        n_choices: the largest number of choices among the items it will score (letters ``A ..``).
+        spellings: candidate letter spellings (default :data:`LETTER_SPELLINGS`).
+
+    Example:
+        >>> scorer = LetterScorer(processor, n_choices=4)
+        >>> scorer.score(last_logits(model, inputs), items)[0]["pred"]
+        'C'
+    """
+
+    def __init__(self, tokenizer: Any, n_choices: int, spellings: Sequence[str] = LETTER_SPELLINGS):
+        if not 1 <= n_choices <= len(LETTERS):
+            raise DataError(f"n_choices={n_choices}: items need between 1 and {len(LETTERS)} choices")
+        self.tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+        self.letters: tuple[str, ...] = tuple(LETTERS[:n_choices])
+        self.token_ids: dict[str, list[int]] = letter_token_ids(self.tokenizer, self.letters, spellings)
+        self._index = [torch.tensor(self.token_ids[L]) for L in self.letters]
+        self._decoded: dict[int, str] = {}
+
+    @classmethod
+    def for_items(cls, tokenizer: Any, items: Sequence[Item], **kwargs: Any) -> LetterScorer:
+        """A scorer for the letters of ``items`` (as many as the item with the most choices)."""
+        if not items:
+            raise DataError("no items to score: a letter scorer needs at least one item")
+        return cls(tokenizer, max(len(it.choices) for it in items), **kwargs)
+
+    def logprobs(self, logits: torch.Tensor) -> torch.Tensor:
+        """log p(letter) [rows, n_letters] (float32, on the logits' device) from last-position logits [rows, V]."""
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        return torch.stack([torch.logsumexp(logp[:, i.to(logp.device)], dim=-1) for i in self._index], dim=-1)
+
+    def decode(self, token: int) -> str:
+        """The text of one token (special tokens skipped), cached."""
+        if token not in self._decoded:
+            self._decoded[token] = self.tokenizer.decode([token], skip_special_tokens=True)
+        return self._decoded[token]
+
+    def score(self, logits: torch.Tensor, items: Sequence[Item], repeats: int = 1) -> list[dict[str, Any]]:
+        """One dict per row of ``logits`` [B * repeats, V], where row ``r * B + b`` scores item ``b``.
+
+        Keys: ``pred`` (argmax letter over the item's own letters), ``correct``, ``logprobs`` (one float per choice
+        letter), ``greedy_text`` (the decoded vocabulary argmax), ``greedy_pred`` (:func:`parse_letter` of it, ""
+        when it names no choice) and ``greedy_correct``.
+        """
+        per_letter = self.logprobs(logits).cpu().numpy()
+        greedy = logits.argmax(dim=-1).tolist()
+        b = len(items)
+        if per_letter.shape[0] != b * repeats:
+            raise DataError(f"{per_letter.shape[0]} logit rows for {b} items x {repeats} repeats")
+        out = []
+        for row in range(b * repeats):
+            it = items[row % b]
+            if len(it.choices) > len(self.letters):
+                raise DataError(f"item {it.id!r} has {len(it.choices)} choices; the scorer was built for "
+                                f"{len(self.letters)}: build it with LetterScorer.for_items(tokenizer, all_items)")
+            lp = per_letter[row, : len(it.choices)]
+            pred = LETTERS[int(np.argmax(lp))]
+            text = self.decode(int(greedy[row]))
+            g = parse_letter(text, it.choices) or ""
+            out.append({"pred": pred, "correct": pred == it.answer, "logprobs": [float(x) for x in lp],
+                        "greedy_text": text, "greedy_pred": g, "greedy_correct": g == it.answer})
+        return out
+
+
+def item_inputs(adapter: Any, processor: Any, items: Sequence[Item], prefix: str, device: Any = None) -> Any:
+    """Model inputs for a batch of items (prompt = ``prefix`` + item prompt, images when the items have them).
+
+    Raises :class:`DataError` when the batch mixes items with and without images.
+    """
+    images = [item_image(it) for it in items]
+    has = [im is not None for im in images]
+    if any(has) and not all(has):
+        raise DataError("a batch mixes items with and without images; score them in separate calls")
+    return adapter.build_inputs(processor, [build_prompt(it, prefix) for it in items], images if all(has) else None,
+                                device=device)
 
 
 @torch.no_grad()
@@ -92,7 +201,7 @@ def letter_logprobs(
     *,
     prefix: str = PAPER_PREFIX,
     batch_size: int = 16,
-    letter_ids: dict[str, list[int]] | None = None,
+    scorer: LetterScorer | None = None,
     progress: bool = False,
 ) -> np.ndarray:
     """Log-probabilities of each item's choice letters as the next token after its prompt.
@@ -100,14 +209,17 @@ def letter_logprobs(
     Returns an array [n_items, max_choices] of log p(letter | prompt) (log-sum-exp over the letter's spellings,
     normalised over the whole vocabulary); entries beyond an item's own choices are ``-inf``. Inputs come from
     ``adapter_for(model).build_inputs`` (left padding, so position -1 is every row's last prompt token).
+    ``scorer``: a :class:`LetterScorer` to reuse (default: one for these items).
     """
     from steerkit.models.adapters import adapter_for
 
     adapter = adapter_for(model)
     n_max = max(len(it.choices) for it in items) if items else 0
-    ids = letter_ids or letter_token_ids(adapter.tokenizer(processor), LETTERS[:n_max])
-    device = next(model.parameters()).device
     out = np.full((len(items), n_max), -np.inf)
+    if not items:
+        return out
+    scorer = scorer or LetterScorer(adapter.tokenizer(processor), n_max)
+    device = next(model.parameters()).device
     starts = range(0, len(items), batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -115,16 +227,9 @@ def letter_logprobs(
         starts = tqdm(starts, desc="letter log-probs", leave=False)
     for start in starts:
         chunk = list(items[start:start + batch_size])
-        images = [item_image(it) for it in chunk]
-        has = [im is not None for im in images]
-        if any(has) and not all(has):
-            raise DataError("a batch mixes items with and without images; score them in separate calls")
-        inputs = adapter.build_inputs(processor, [build_prompt(it, prefix) for it in chunk],
-                                      images if all(has) else None, device=device)
-        logp = torch.log_softmax(_forward_last_logits(model, inputs), dim=-1)
+        lp = scorer.logprobs(last_logits(model, item_inputs(adapter, processor, chunk, prefix, device))).cpu()
         for r, it in enumerate(chunk):
-            for c, L in enumerate(it.letters):
-                out[start + r, c] = torch.logsumexp(logp[r, ids[L]], dim=0).item()
+            out[start + r, : len(it.choices)] = lp[r, : len(it.choices)].numpy()
     return out
 
 
@@ -136,14 +241,14 @@ def _norm(s: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", s.lower())).strip()
 
 
-def parse_answer(text: str, choices: Sequence[str]) -> str | None:
+def parse_letter(text: str, choices: Sequence[str]) -> str | None:
     """The choice letter a free-form answer names, or None if it names none (or several).
 
     Accepts "(C)", "C", "c.", "C) 3", "Answer: C", "the answer is (c)", "<answer>C</answer>", and the text of a
     choice ("3", "left", "The red circle."). Only letters within the item's choices count.
 
     Example:
-        >>> parse_answer("Answer: (B) right", ["left", "right"])
+        >>> parse_letter("Answer: (B) right", ["left", "right"])
         'B'
     """
     valid = LETTERS[:len(choices)]
@@ -207,7 +312,12 @@ def generate_answers(
     texts = generate_text(model, processor, [build_prompt(it, prefix) for it in items],
                           images=images if all(has) else None, max_new_tokens=max_new_tokens, temperature=0.0,
                           batch_size=batch_size)
-    return [(t, parse_answer(t, it.choices)) for t, it in zip(texts, items)]
+    return [(t, parse_letter(t, it.choices)) for t, it in zip(texts, items)]
+
+
+# Transitional alias for callers owned elsewhere (benchmarks/sweep_bench.py, tests/benchmarks): remove once they
+# call parse_letter. Not exported from steerkit.tasks.
+parse_answer = parse_letter
 
 
 # ------------------------------------------------------------------------------------------------- metrics

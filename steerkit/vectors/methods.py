@@ -367,7 +367,7 @@ def extract_concepts(
     out_dir: str | Path | None = None,
     **kwargs: Any,
 ) -> tuple[dict[tuple[str, str], SteeringVector], Any]:
-    """Vectors for several concepts; returns ``({(concept, method): vector}, timing DataFrame)``.
+    """Vectors for several concepts; returns ``({(method, concept): vector}, timing DataFrame)``.
 
     With ``out_dir``, each vector is saved to ``<out_dir>/<concept>/<method>/``.
 
@@ -384,7 +384,7 @@ def extract_concepts(
         got = extract(model, tokenizer, sentences, methods, **kwargs)
         seconds = time.perf_counter() - t0
         for method, vec in got.items():
-            vectors[(concept, method)] = vec
+            vectors[(method, concept)] = vec
             if out_dir is not None:
                 vec.save(Path(out_dir) / concept / method)
         rows.append({"concept": concept, "n_sentences": len(sentences), "methods": ",".join(methods),

@@ -30,7 +30,7 @@ class ConceptReport:
     """Vectors of several concepts and their descriptive tables.
 
     Attributes:
-        vectors: ``{(concept, method): SteeringVector}``.
+        vectors: ``{(method, concept): SteeringVector}``.
         probe: one row per (concept, layer): test_accuracy, balanced_accuracy, majority_baseline, ...
         timing: one row per concept: sentences and seconds (activations + all methods).
         load_seconds: time to load the model (when measured by the caller).
@@ -45,7 +45,7 @@ class ConceptReport:
     @property
     def concepts(self) -> list[str]:
         """Concepts in extraction order."""
-        return list(dict.fromkeys(c for c, _ in self.vectors))
+        return list(dict.fromkeys(c for _, c in self.vectors))
 
     @property
     def n_layers(self) -> int:
@@ -55,8 +55,8 @@ class ConceptReport:
     def similarity(self, method: str = "mean_shift", layer: int | None = None) -> pd.DataFrame:
         """Concept x concept cosine similarity of ``method`` vectors at ``layer`` (default: the middle layer)."""
         layer = self.n_layers // 2 if layer is None else layer
-        return cosine_similarity_frame({c: self.vectors[(c, method)] for c in self.concepts
-                                        if (c, method) in self.vectors}, layer)
+        return cosine_similarity_frame({c: self.vectors[(method, c)] for c in self.concepts
+                                        if (method, c) in self.vectors}, layer)
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``probe.parquet``, ``timing.parquet`` and ``similarity_<method>.parquet`` into ``out_dir``."""
@@ -64,7 +64,7 @@ class ConceptReport:
         out.mkdir(parents=True, exist_ok=True)
         self.probe.to_parquet(out / "probe.parquet", index=False)
         self.timing.to_parquet(out / "timing.parquet", index=False)
-        for method in sorted({m for _, m in self.vectors}):
+        for method in sorted({m for m, _ in self.vectors}):
             self.similarity(method).to_parquet(out / f"similarity_{method}.parquet")
         return out
 
@@ -149,7 +149,7 @@ def concept_report(
 
 def similarity_frames(vectors: Mapping[tuple[str, str], SteeringVector], method: str, layer: int) -> pd.DataFrame:
     """Cosine similarity across concepts for one method and layer (from an ``extract_concepts`` result)."""
-    return cosine_similarity_frame({c: v for (c, m), v in vectors.items() if m == method}, layer)
+    return cosine_similarity_frame({c: v for (m, c), v in vectors.items() if m == method}, layer)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                          batch_size=args.batch_size, layers=args.layers, probe_split=args.probe_split,
                          test_fraction=args.test_fraction, seed=args.seed)
     mid = rep.n_layers // 2
-    probe_extra = next(v.extra for (_, m), v in rep.vectors.items() if m == "probe")
+    probe_extra = next(v.extra for (m, _), v in rep.vectors.items() if m == "probe")
     text = [f"model: {args.model} ({rep.n_layers} layers), probe split: {args.probe_split}, "
             f"threads={torch.get_num_threads()}, "
             f"cpu_count={os.cpu_count()}, load {load_s:.1f} s, extraction total {rep.meta['total_seconds']:.1f} s",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -169,3 +171,20 @@ def test_run_gap_on_a_tiny_model(tiny):
     df = run_gap(model, processor, problems, modes=["text", "instruction_image", "ocr_2p"], max_new_tokens=3)
     assert len(df) == 6 and df["response"].map(type).eq(str).all()
     assert df["correct"].dtype == bool
+
+
+def test_gap_run_folders_use_the_store_scheme(fake_run, tmp_path):
+    from steerkit.errors import StoreError
+    from steerkit.sweep.fingerprint import config_hash
+
+    df, _, _ = fake_run
+    config = {"model": "fake", "n": 6}
+    path = save_results(df, tmp_path, config)
+    # one naming scheme for every run folder: <name>-<sha256 of the canonical JSON, 12 hex>, with its record
+    assert path.parent.name == f"gap-{config_hash(config)[:12]}"
+    record = json.loads((path.parent / "config.json").read_text())
+    assert record["config"] == config and record["hash"] == config_hash(config)
+    record["config"] = {"model": "other", "n": 6}
+    (path.parent / "config.json").write_text(json.dumps(record))
+    with pytest.raises(StoreError, match="different configuration"):
+        save_results(df, tmp_path, config)

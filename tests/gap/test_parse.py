@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from steerkit.gap.parse import answers_match, canonical_value, parse_answer, parse_transcript
+from steerkit.gap.parse import answers_match, canonical_value, parse_number, parse_transcript
 
 
 @pytest.mark.parametrize("response, value, method, ok", [
@@ -25,13 +25,13 @@ from steerkit.gap.parse import answers_match, canonical_value, parse_answer, par
     ("I cannot read the image.", None, "none", False),
     ("", None, "none", False),
 ])
-def test_parse_answer(response, value, method, ok):
-    parsed = parse_answer(response)
+def test_parse_number(response, value, method, ok):
+    parsed = parse_number(response)
     assert (parsed.value, parsed.method, parsed.format_ok) == (value, method, ok)
 
 
 def test_no_fallback():
-    assert parse_answer("the answer is 5", fallback=False).value is None
+    assert parse_number("the answer is 5", fallback=False).value is None
 
 
 def test_answers_match():

@@ -115,7 +115,7 @@ def test_sigkilled_process_resumes_to_identical_rows(setup, tmp_path):
 def test_fingerprint_survives_save_pretrained_but_not_a_config_change(tmp_path):
     # save_pretrained writes dtype/architectures into the live config: the same model must keep its run folder.
     from steerkit.models.tiny import tiny_model
-    from steerkit.sweep.engine import model_fingerprint
+    from steerkit.sweep.fingerprint import model_fingerprint
 
     model, _ = tiny_model("llava")
     before = model_fingerprint(model)

@@ -135,3 +135,68 @@ def test_cvbench_scores_follow_the_official_definition():
     assert s["overall_lo"] <= s["overall"] <= s["overall_hi"]
     only2d = cvbench_scores(df[df.source != "Omni3D"], n_boot=100).iloc[0]
     assert np.isnan(only2d["acc3D"]) and np.isnan(only2d["overall"]) and not np.isnan(only2d["acc2D"])
+
+
+class _SpellTok:
+    """A vocabulary where "A".."C" and "(A".."(C" are one token each, " A" only for A, and decode is exact."""
+
+    vocab = {"A": 1, "B": 2, "C": 3, " A": 4, "(A": 5, "(B": 6, "(C": 7, "x": 8, "left": 9}
+
+    def encode(self, s, add_special_tokens=False):
+        return [self.vocab[s]] if s in self.vocab else [0, 0]
+
+    def decode(self, ids, skip_special_tokens=True):
+        inv = {v: k for k, v in self.vocab.items()}
+        return "".join(inv.get(i, "") for i in ids)
+
+
+def test_letter_scorer_applies_the_one_spelling_rule_and_parses_the_greedy_token():
+    from steerkit.tasks import Item, LetterScorer
+
+    scorer = LetterScorer(_SpellTok(), n_choices=3)
+    # " A" is one token for A only, so it counts for no letter; "A" and "(A" count for all three
+    assert scorer.token_ids == {"A": [1, 5], "B": [2, 6], "C": [3, 7]}
+    items = [Item(id="i0", image=None, prompt="?", choices=["left", "right"], answer="A", task="T"),
+             Item(id="i1", image=None, prompt="?", choices=["1", "2", "3"], answer="C", task="T")]
+    logits = torch.full((4, 10), -5.0)  # 2 repeats x 2 items: row r * 2 + b scores item b
+    logits[0, 4] = 9.0   # item 0: " A" is the argmax but not a counted spelling -> greedy " A" parses to A
+    logits[0, 2] = 3.0   # ... while the letter log-likelihood prefers B
+    logits[1, 7] = 4.0   # item 1: "(C" -> C both ways
+    logits[2, 9] = 6.0   # item 0 again: greedy "left" names choice A; letters tie at the floor
+    logits[3, 8] = 6.0   # item 1 again: greedy "x" names nothing
+    rows = scorer.score(logits, items, repeats=2)
+    logp = torch.log_softmax(logits, -1)
+    assert rows[0]["pred"] == "B" and not rows[0]["correct"]
+    assert rows[0]["greedy_text"] == " A" and rows[0]["greedy_pred"] == "A" and rows[0]["greedy_correct"]
+    assert rows[0]["logprobs"] == pytest.approx([torch.logsumexp(logp[0, [1, 5]], 0).item(),
+                                                 torch.logsumexp(logp[0, [2, 6]], 0).item()], abs=1e-6)
+    assert len(rows[1]["logprobs"]) == 3 and rows[1]["pred"] == "C" and rows[1]["greedy_pred"] == "C"
+    assert rows[2]["greedy_pred"] == "A" and rows[3]["greedy_pred"] == "" and not rows[3]["greedy_correct"]
+    np.testing.assert_allclose(scorer.logprobs(logits)[:, :2].numpy(),
+                               np.array([r["logprobs"][:2] for r in rows]), atol=1e-6)
+    with pytest.raises(DataError, match="for_items"):  # an item with more choices than the scorer was built for
+        LetterScorer(_SpellTok(), n_choices=2).score(logits[:2], items)
+    with pytest.raises(DataError, match="method='generate'"):  # "D" and "(D" are not single tokens
+        LetterScorer(_SpellTok(), n_choices=4)
+
+
+def test_evaluate_and_sweep_score_the_same_logits_the_same_way(tiny, items):
+    from steerkit.sweep import BASELINE, sweep
+    from steerkit.tasks.scoring import LetterScorer, item_inputs, last_logits
+
+    model, processor = tiny("llava")
+    ev = evaluate(model, processor, items, batch_size=5, progress=False)
+    # the one scorer, called directly on one forward's logits, is what evaluate reports
+    adapter = adapter_for(model)
+    with torch.no_grad():
+        logits = last_logits(model, item_inputs(adapter, processor, items[:5], PAPER_PREFIX))
+    direct = LetterScorer.for_items(adapter.tokenizer(processor), items).score(logits, items[:5])
+    assert [r["pred"] for r in direct] == ev["pred"].tolist()[:5]
+    d = adapter_for(model).hidden_size(model)
+    vec = {("meanshift", "counting"): {0: torch.zeros(d)}}
+    sw = sweep(model, processor, items, vec, [0], [1.0], ["image"], batch_size=5, prompt_baseline=False,
+               progress=False)
+    base = sw[sw.method == BASELINE].set_index("item_id").loc[ev["id"]]
+    assert base["pred"].tolist() == ev["pred"].tolist()
+    lp = np.array([r + [np.nan] * (6 - len(r)) for r in base["logprobs"]])
+    np.testing.assert_allclose(lp, ev[[f"lp_{L}" for L in "ABCDEF"]].to_numpy(), atol=1e-4)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from steerkit.tasks.schema import Item
-from steerkit.tasks.scoring import PAPER_PREFIX, build_prompt, parse_answer
+from steerkit.tasks.scoring import PAPER_PREFIX, build_prompt, parse_letter
 from steerkit.tasks.splits import hint_for, paper_split, stratified_split, with_hint
 from steerkit.tasks.synth import generate
 
@@ -63,16 +63,16 @@ def test_hints_prepend_a_concept():
     ("3", "C"), ("There are 3 circles.", "C"), ("E", None), ("(E)", None), ("", None), ("I don't know", None),
     ("a cat", None), ("1 or 2", None),
 ])
-def test_parse_answer(text, expected):
-    assert parse_answer(text, ["1", "2", "3", "4"]) == expected
+def test_parse_letter(text, expected):
+    assert parse_letter(text, ["1", "2", "3", "4"]) == expected
 
 
-def test_parse_answer_choice_text():
-    assert parse_answer("left", ["left", "right"]) == "A"
-    assert parse_answer("It is to the right.", ["left", "right"]) == "B"
-    assert parse_answer("the blue circle", ["red square", "blue circle"]) == "B"
-    assert parse_answer("left of the table", ["left", "left of the table"]) == "B"
-    assert parse_answer("left or right", ["left", "right"]) is None
-    assert parse_answer("A blue circle", ["red square", "blue circle"]) == "B"  # article, not a label
-    assert parse_answer("A red square", ["red square", "blue circle"]) == "A"
-    assert parse_answer("A. blue circle", ["red square", "blue circle"]) == "A"  # an explicit label wins
+def test_parse_letter_choice_text():
+    assert parse_letter("left", ["left", "right"]) == "A"
+    assert parse_letter("It is to the right.", ["left", "right"]) == "B"
+    assert parse_letter("the blue circle", ["red square", "blue circle"]) == "B"
+    assert parse_letter("left of the table", ["left", "left of the table"]) == "B"
+    assert parse_letter("left or right", ["left", "right"]) is None
+    assert parse_letter("A blue circle", ["red square", "blue circle"]) == "B"  # article, not a label
+    assert parse_letter("A red square", ["red square", "blue circle"]) == "A"
+    assert parse_letter("A. blue circle", ["red square", "blue circle"]) == "A"  # an explicit label wins

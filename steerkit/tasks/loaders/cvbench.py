@@ -22,8 +22,6 @@ from steerkit.tasks.schema import Item
 
 HUB_NAME = "nyu-visionx/CV-Bench"
 TASKS = ("Count", "Relation", "Depth", "Distance")
-SOURCES_2D = ("ADE20K", "COCO")
-SOURCES_3D = ("Omni3D",)
 # Per-config files of the 2025 layout; the 2024 layout has only test.parquet (config "default").
 LAYOUT_2025 = {"default": ["test_2d.parquet", "test_3d.parquet"], "2D": ["test_2d.parquet"], "3D": ["test_3d.parquet"]}
 _EXTRA_FIELDS = ("type", "filename", "source_dataset", "source_filename", "target_class", "target_size", "bbox")

@@ -1,0 +1,282 @@
+"""What a sweep will do, decided before any forward: the request, the vectors, this process's item batches, units.
+
+A sweep is ``plan -> executor -> scorer -> sink``:
+
+* :class:`SweepRequest` (this module): the grid, batch sizes, prompt prefix, baselines, mode, autocast, shard and
+  where rows go -- one frozen value instead of a long parameter list.
+* :class:`SweepPlan` (:func:`make_plan`): the ``(method, concept)`` vector table, the concepts that get a
+  prompting baseline, this process's item batches and the configuration whose hash names the run folder.
+  A *unit* is one item under one condition, ``(item_id, method, concept, layer)``; a batch holds
+  ``1 + len(hinted) + len(table) * len(layers)`` unit groups (baseline, prompting baselines, steered cells).
+* :class:`~steerkit.sweep.executor.Executor`: the forwards (capture, replay or full).
+* :class:`~steerkit.tasks.scoring.LetterScorer`: logits -> answers.
+* :class:`~steerkit.sweep.store.RowSink`: rows -> the resumable :class:`~steerkit.sweep.store.RunStore`.
+
+Example:
+    >>> request = SweepRequest(layers=(1, 2), alphas=(0.5, 1.0), scopes=("image",), batch_size=4)
+    >>> plan = make_plan(items, vectors, request)
+    >>> [len(b.items) for b in plan.batches], plan.units_per_batch   # 1 baseline + hints + vectors x layers
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from steerkit.errors import SteeringError
+from steerkit.sweep.fingerprint import items_fingerprint, vector_fingerprint
+from steerkit.tasks.schema import Item
+from steerkit.tasks.scoring import PAPER_PREFIX
+
+BASELINE = "none"  # method of the unsteered rows
+PROMPTING = "prompt"  # method of the prompting-baseline rows (a concept hint prepended)
+NO_LAYER = -1
+ENGINE_VERSION = 1  # bump when the rows a configuration produces change meaning
+SCOPES = ("image", "text", "both")
+MODES = ("auto", "replay", "replay_vision", "full")
+
+VectorTable = dict[tuple[str, str], Mapping[int, torch.Tensor]]
+
+
+def shard_of_process() -> tuple[int, int]:
+    """(rank, world size) of this process: accelerate's PartialState under ``accelerate launch``/torchrun
+    (``WORLD_SIZE`` > 1), else (0, 1).
+
+    Example:
+        >>> shard_of_process()
+        (0, 1)
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        # without CUDA, accelerate only recognises a multi-process CPU launch when told cpu=True (gloo backend)
+        state = PartialState(cpu=not torch.cuda.is_available())
+        return int(state.process_index), int(state.num_processes)
+    return 0, 1
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """Everything that describes one sweep except the model, items and vectors (see :func:`steerkit.sweep.sweep`).
+
+    Attributes:
+        layers, alphas, scopes: the grid (scopes among "image", "text", "both").
+        batch_size: items per capture forward; ``max_rows``: rows (items x strengths x scopes) per replay forward.
+        prompt_prefix: text before every item's prompt.
+        prompt_baseline: also score each item with the hint of every concept prepended (method "prompt").
+        hints: concept -> hint text (default :data:`steerkit.tasks.splits.CONCEPT_HINTS`).
+        mode: "auto", "replay", "replay_vision" or "full" (see :mod:`steerkit.sweep.executor`).
+        autocast: bfloat16 autocast (None: on for CUDA models kept in float32).
+        rank, world_size: this process's shard of the items (None: :func:`shard_of_process`).
+        out_dir: root of the results store (None: rows kept in memory); ``model_name``: the name recorded in the
+            configuration (default ``model.name_or_path``); ``run_name``: the run folder's prefix.
+        flush_every: write a part file after this many steered unit groups (and after every item batch).
+        progress: show a tqdm bar.
+
+    Example:
+        >>> SweepRequest(layers=[2], alphas=[0.5, 1.0]).combos
+        (('image', 0.5), ('image', 1.0))
+    """
+
+    layers: tuple[int, ...]
+    alphas: tuple[float, ...]
+    scopes: tuple[str, ...] = ("image",)
+    batch_size: int = 8
+    max_rows: int = 256
+    prompt_prefix: str = PAPER_PREFIX
+    prompt_baseline: bool = True
+    hints: Mapping[str, str] | None = None
+    mode: str = "auto"
+    autocast: bool | None = None
+    rank: int | None = None
+    world_size: int | None = None
+    out_dir: str | os.PathLike[str] | None = None
+    model_name: str | None = None
+    run_name: str | None = None
+    flush_every: int = 64
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise SteeringError(f"mode={self.mode!r}: use 'auto', 'replay', 'replay_vision' or 'full'")
+        bad = [s for s in self.scopes if s not in SCOPES]
+        if bad:
+            raise SteeringError(f"scopes {bad} unknown: use 'image', 'text' or 'both'")
+        # normalised once, so every later step (and the configuration hash) sees plain ints, floats and tuples
+        object.__setattr__(self, "layers", tuple(int(l) for l in self.layers))
+        object.__setattr__(self, "alphas", tuple(float(a) for a in self.alphas))
+        object.__setattr__(self, "scopes", tuple(self.scopes))
+
+    def shard(self) -> tuple[int, int]:
+        """(rank, world size): the requested ones, else :func:`shard_of_process`."""
+        if self.rank is None or self.world_size is None:
+            return shard_of_process()
+        return int(self.rank), int(self.world_size)
+
+    @property
+    def combos(self) -> tuple[tuple[str, float], ...]:
+        """Every (scope, strength) of the grid, scope-major: the rows one steered unit holds per item."""
+        return tuple((s, a) for s in self.scopes for a in self.alphas)
+
+    @property
+    def combos_per_forward(self) -> int:
+        """How many (scope, strength) combinations one replay forward tiles (``max_rows`` // ``batch_size``)."""
+        return max(1, self.max_rows // max(1, self.batch_size))
+
+    def combo_groups(self) -> list[tuple[tuple[str, float], ...]]:
+        """The (scope, strength) combinations split into the groups of one forward each."""
+        n = self.combos_per_forward
+        return [self.combos[g: g + n] for g in range(0, len(self.combos), n)]
+
+
+def as_vector_table(vectors: Any) -> VectorTable:
+    """``{(method, concept): {layer: tensor}}`` from the accepted forms of ``vectors``.
+
+    Accepted: such a mapping; ``{name: vector}`` (method from ``vector.method`` or "vector", concept from
+    ``vector.concept`` or the name); or a sequence of ``SteeringVector``-like objects with ``method`` and
+    ``concept`` attributes.
+    """
+    table: VectorTable = {}
+    if isinstance(vectors, Mapping):
+        for key, vec in vectors.items():
+            if isinstance(key, tuple):
+                method, concept = key
+            else:
+                method = getattr(vec, "method", None) or "vector"
+                concept = getattr(vec, "concept", None) or str(key)
+            table[(str(method), str(concept))] = vec
+    else:
+        for vec in vectors:
+            method, concept = getattr(vec, "method", None), getattr(vec, "concept", None)
+            if not method or not concept:
+                raise SteeringError("a vector in the list has no method/concept attributes; pass a mapping "
+                                    "{(method, concept): vector} instead")
+            table[(str(method), str(concept))] = vec
+    if len(table) != len(vectors):
+        raise SteeringError("two vectors share a (method, concept) pair; give each a distinct concept or method")
+    return table
+
+
+def hint_text(concept: str, hints: Mapping[str, str], hint_for: Callable[..., str]) -> str:
+    """The hint of a concept; vector concepts are snake_case ("spatial_relation"), hint keys are phrases
+    ("spatial relationship"): try the name, then with spaces, then the one key it begins."""
+    found = hint_for(concept, hints) or hint_for(concept.replace("_", " "), hints)
+    if found:
+        return found
+    keys = [k for k in hints if k.startswith(concept.replace("_", " "))]
+    return hints[keys[0]] if len(keys) == 1 else ""
+
+
+def sweep_config(
+    *,
+    model_fp: Mapping[str, Any],
+    items: Sequence[Item],
+    table: Mapping[tuple[str, str], Mapping[int, torch.Tensor]],
+    layers: Sequence[int],
+    alphas: Sequence[float],
+    scopes: Sequence[str],
+    prompt_prefix: str,
+    hints: Mapping[str, str] | None,
+    prompt_baseline: bool,
+) -> dict[str, Any]:
+    """The dictionary whose hash names a run folder: everything that changes the rows, nothing that does not."""
+    return {
+        "engine_version": ENGINE_VERSION,
+        "model": dict(model_fp),
+        "items": {"n": len(items), "sha256": items_fingerprint(items)},
+        "vectors": {f"{m}/{c}": vector_fingerprint(v, layers) for (m, c), v in sorted(table.items())},
+        "layers": [int(l) for l in layers],
+        "alphas": [float(a) for a in alphas],
+        "scopes": list(scopes),
+        "prompt_prefix": prompt_prefix,
+        "prompt_baseline": bool(prompt_baseline),
+        "hints": dict(sorted((hints or {}).items())),
+    }
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One item batch of this process: the items and their indices in the full item list."""
+
+    indices: tuple[int, ...]
+    items: tuple[Item, ...]
+
+    def meta(self, b: int) -> dict[str, Any]:
+        """The item columns of every row of item ``b`` of the batch."""
+        it = self.items[b]
+        return {"item_id": it.id, "item_index": self.indices[b], "task": it.task, "source": it.source,
+                "split": it.split, "answer": it.answer, "n_choices": len(it.choices)}
+
+    def missing(self, done: set[tuple[Any, ...]], method: str, concept: str, layer: int) -> list[int]:
+        """Positions in the batch of the items whose unit ``(item, method, concept, layer)`` is not ``done``."""
+        return [b for b, it in enumerate(self.items) if (it.id, method, concept, layer) not in done]
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """The work of one process: vectors, hinted concepts, item batches (see the module docstring)."""
+
+    request: SweepRequest
+    table: VectorTable
+    hints: dict[str, str]
+    hinted: tuple[str, ...]
+    batches: tuple[Batch, ...]
+    rank: int
+    world_size: int
+
+    @property
+    def units_per_batch(self) -> int:
+        """Unit groups per batch: the baseline, one per hinted concept, one per vector x layer."""
+        return 1 + len(self.hinted) + len(self.table) * len(self.request.layers)
+
+    @property
+    def units_total(self) -> int:
+        """Unit groups of this process (what progress counts)."""
+        return len(self.batches) * self.units_per_batch
+
+    def steered_todo(self, batch: Batch, done: set[tuple[Any, ...]]) -> dict[tuple[str, str, int], list[int]]:
+        """``{(method, concept, layer): batch positions}`` of the steered units still to compute."""
+        todo = {(m, c, l): batch.missing(done, m, c, l) for (m, c) in self.table for l in self.request.layers}
+        return {k: v for k, v in todo.items() if v}
+
+    def config(self, model_fp: Mapping[str, Any], items: Sequence[Item]) -> dict[str, Any]:
+        """The configuration whose hash names the run folder (:func:`sweep_config`)."""
+        r = self.request
+        return sweep_config(model_fp=model_fp, items=items, table=self.table, layers=r.layers, alphas=r.alphas,
+                            scopes=r.scopes, prompt_prefix=r.prompt_prefix, hints=self.hints,
+                            prompt_baseline=r.prompt_baseline)
+
+
+def make_plan(items: Sequence[Item], vectors: Any, request: SweepRequest) -> SweepPlan:
+    """Check the request against the items and vectors, and cut this process's shard of items into batches.
+
+    Raises :class:`SteeringError` with what to do when there are no items or a vector lacks a requested layer.
+    """
+    from steerkit.tasks.splits import CONCEPT_HINTS, hint_for
+
+    if not items:
+        raise SteeringError("no items to sweep")
+    table = as_vector_table(vectors)
+    for (m, c), vec in table.items():
+        missing = [l for l in request.layers if l not in vec]
+        if missing:
+            raise SteeringError(f"vector {m}/{c} has no entry for layers {missing}; extract it at those layers")
+    hint_table = dict(request.hints) if request.hints is not None else dict(CONCEPT_HINTS)
+    concepts = sorted({c for _, c in table})
+    hints = {c: hint_text(c, hint_table, hint_for) for c in concepts}
+    # concepts without a hint get no prompting baseline (it would equal the plain baseline)
+    hinted = tuple(c for c in concepts if hints[c]) if request.prompt_baseline else ()
+    rank, world_size = request.shard()
+    indexed = list(enumerate(items))[rank::world_size]
+    size = request.batch_size
+    batches = tuple(Batch(tuple(i for i, _ in indexed[s: s + size]), tuple(it for _, it in indexed[s: s + size]))
+                    for s in range(0, len(indexed), size))
+    return SweepPlan(request, table, hints, hinted, batches, rank, world_size)
+
+
+__all__ = ["SweepRequest", "SweepPlan", "Batch", "make_plan", "as_vector_table", "sweep_config", "hint_text",
+           "shard_of_process", "BASELINE", "PROMPTING", "NO_LAYER", "ENGINE_VERSION", "SCOPES", "MODES"]
