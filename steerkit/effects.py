@@ -26,14 +26,19 @@ def position_effects(
     vector: Mapping[int, torch.Tensor] | torch.Tensor,
     layer: int,
     alpha: float = 1.0,
-    scopes: tuple[str, ...] = ("image", "text", "both"),
+    scopes: tuple[str, ...] | None = None,
 ) -> pd.DataFrame:
     """Per-position change of the final hidden state and of the logits when steering ``layer`` in each scope.
+
+    ``scopes`` defaults to image, text and both with an image, and to text and both without one (the image scope
+    would select nothing, which :func:`steerkit.steer` refuses).
 
     Returns one row per (scope, position): token, kind (image/text/special/pad), whether the position was
     steered, ``hidden_delta`` (L2 norm of the change of the last layer's output) and ``logit_delta`` (L2 norm of
     the change of the logits). Steering at one position moves later positions too, through attention.
     """
+    if scopes is None:
+        scopes = ("text", "both") if image is None else ("image", "text", "both")
     adapter = adapter_for(model)
     tok = adapter.tokenizer(processor)
     inputs = adapter.build_inputs(processor, [prompt], None if image is None else [image],

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,11 +145,6 @@ def concept_report(
     if out_dir is not None:
         rep.save(out_dir)
     return rep
-
-
-def similarity_frames(vectors: Mapping[tuple[str, str], SteeringVector], method: str, layer: int) -> pd.DataFrame:
-    """Cosine similarity across concepts for one method and layer (from an ``extract_concepts`` result)."""
-    return cosine_similarity_frame({c: v for (m, c), v in vectors.items() if m == method}, layer)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
