@@ -1,6 +1,7 @@
 """The whole self-distillation experiment in one call: before, traces, LoRA training, after, and the verdicts.
 
-Measured on held-out problems with paired statistics (the same items before and after):
+Measured on held-out problems with paired statistics (the same items before and after); a test problem that is
+also a training problem is an error (:func:`check_held_out`):
 
 - the gap: image-mode (``mode``) and text-mode accuracy before vs after, paired bootstrap CI of the change;
 - forgetting: text-mode accuracy must not drop beyond its uncertainty (:func:`forgetting_check`);
@@ -26,6 +27,7 @@ import pandas as pd
 from steerkit.distill.data import make_pairs
 from steerkit.distill.traces import keep_correct, sample_traces, trace_summary
 from steerkit.distill.train import DistillConfig, distill, forgetting_check
+from steerkit.errors import DistillError
 from steerkit.gap.modes import PromptStyle, run_gap, style_for
 from steerkit.gap.problems import TextProblem
 from steerkit.gap.report import compare_runs
@@ -47,6 +49,16 @@ class ExperimentConfig:
     batch_size: int = 16
     n_boot: int = 2000
     distill: DistillConfig = field(default_factory=DistillConfig)
+
+
+def check_held_out(train: Sequence[TextProblem], test: Sequence[TextProblem]) -> None:
+    """Raise :class:`~steerkit.errors.DistillError` when a test problem's question is also a training question
+    (a gain measured on it would be partly memorisation)."""
+    shared = sorted({p.question for p in train} & {p.question for p in test})
+    if shared:
+        raise DistillError(f"{len(shared)} test problems are also training problems (e.g. {shared[:3]}); draw the "
+                           "two sets from disjoint splits, e.g. problem_set(..., split='train') and "
+                           "problem_set(..., split='test')")
 
 
 def _evaluate(model: Any, processor: Any, test: Sequence[TextProblem], cfg: ExperimentConfig, style: PromptStyle,
@@ -98,6 +110,7 @@ def self_distill_experiment(
     """
     from steerkit.tasks.stats import bootstrap_ci, mcnemar_exact, paired_bootstrap_diff
 
+    check_held_out(train, test)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     style = style or style_for(list(train))

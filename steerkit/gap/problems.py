@@ -236,7 +236,10 @@ def word_problems(n: int, seed: int = 0, *, templates: Sequence[str] | None = No
     """``n`` seeded GSM8K-style word problems (2-4 arithmetic steps) with exact integer answers.
 
     Each problem's numbers come from an RNG named by (seed, split, index), so problem i is the same whatever
-    ``n`` is. ``extra`` holds the template name and a worked solution ending in the answer.
+    ``n`` is. ``extra`` holds the template name and a worked solution ending in the answer. Held out by
+    construction: a problem belongs to ``"train"`` or ``"test"`` by a hash of its text
+    (:func:`steerkit.tasks.synth.content_split`) and is redrawn until it lands in ``split``, so no test problem is
+    ever a training problem, whatever the seeds.
 
     Example:
         >>> [p.answer for p in word_problems(3, seed=1)] == [p.answer for p in word_problems(3, seed=1)]
@@ -246,11 +249,16 @@ def word_problems(n: int, seed: int = 0, *, templates: Sequence[str] | None = No
     unknown = [t for t in names if t not in TEMPLATES]
     if unknown:
         raise DataError(f"unknown templates {unknown}; choose from {sorted(TEMPLATES)}")
+    from steerkit.tasks.synth import check_split, content_split
+
+    check_split(split)
     out = []
     for i in range(n):
         r = random.Random(zlib.crc32(f"wordproblem|{seed}|{split}|{i}".encode()))
         tpl = names[i % len(names)]
         q, ans, sol = TEMPLATES[tpl](r)
+        while content_split("wordproblem|" + q) != split:  # rejection sampling: redraw until it is in the split
+            q, ans, sol = TEMPLATES[tpl](r)
         out.append(TextProblem(question=q, answer=str(ans), id=f"synthetic-{split}-{seed}-{i}", source="synthetic",
                                extra={"template": tpl, "solution": f"{sol} The answer is {ans}.", "split": split}))
     return out
@@ -261,11 +269,12 @@ def organism_arithmetic(n: int, seed: int = 0, split: str = "test") -> list[Text
     """The organism's two-digit additions as :class:`TextProblem` (``steerkit.models.organism``, lazily).
 
     ``extra`` keeps the organism's fields: ``trace`` (its chain of thought ending in ``<answer>``),
-    ``text_prompt`` and ``image_prompt`` (the prompts it was trained on), ``a`` and ``b``.
+    ``text_prompt`` and ``image_prompt`` (the prompts it was trained on), ``a`` and ``b``. Train and test
+    problems are disjoint by construction (see :func:`steerkit.models.organism.world.arithmetic_problems`).
 
     Example:
         >>> organism_arithmetic(2, seed=0)[0].question  # "a+b", two-digit operands
-        '23+67'
+        '69+29'
     """
     from steerkit.models import organism
 

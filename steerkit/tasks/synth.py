@@ -19,6 +19,11 @@ The geometry (pixel boxes, colours, world coordinates, camera) is kept in ``item
 each label independently (e.g. left/right from the boxes, depth order from pixel rows, distances by inverting the
 projection). Items are keyed by ``(seed, task, index)``: item i is identical whatever ``n`` is.
 
+Held-out by construction: :func:`content_split` sends every item to ``"train"`` or ``"test"`` by a stable hash of
+its content (question, choices, answer and pixels); ``generate(..., split="test")`` yields only test items, so a
+train set and a test set never share an item, whatever their seeds. The same function splits the organism's
+world (scenes, additions) and the synthetic word problems (:mod:`steerkit.gap.problems`).
+
 Example:
     >>> items = generate(["Count", "Relation"], n_per_task=20, seed=0, size=224, difficulty="medium")
     >>> items[0].prompt.splitlines()[0]
@@ -27,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,6 +60,41 @@ SKY = (200, 225, 245)
 GROUND = (215, 205, 185)
 GRID = (170, 160, 140)
 DIFFICULTY = {"easy": 0.0, "medium": 0.5, "hard": 1.0}
+
+SPLITS: tuple[str, ...] = ("train", "test")
+TEST_FRACTION = 0.25  # share of the content space held out for evaluation
+
+
+def content_split(key: str | bytes, test_fraction: float = TEST_FRACTION) -> str:
+    """``"test"`` or ``"train"`` for an item's content ``key``: sha256 of the key read as a fraction in [0, 1).
+
+    Generators draw until an item of the requested split comes up (rejection sampling), so a test item can never
+    be a training item: equal content has equal hash. Stable across processes and Python versions (unlike
+    ``hash``).
+
+    Example:
+        >>> content_split("47+38")
+        'train'
+    """
+    data = key if isinstance(key, bytes) else key.encode()
+    fraction = int.from_bytes(hashlib.sha256(data).digest()[:8], "big") / 2**64
+    return "test" if fraction < test_fraction else "train"
+
+
+def check_split(split: str) -> str:
+    """``split`` itself when it is one of :data:`SPLITS`, else a :class:`~steerkit.errors.DataError`."""
+    if split not in SPLITS:
+        from steerkit.errors import DataError
+
+        raise DataError(f"split must be one of {list(SPLITS)}, not {split!r}: a generated set is either training "
+                        "data or held-out data")
+    return split
+
+
+def item_key(item: Item) -> bytes:
+    """The content of a synthetic item that decides its split: question, choices, answer and pixels."""
+    head = "\x1f".join([item.task, item.question or item.prompt, *item.choices, item.answer]).encode()
+    return head + b"\x1e" + (item.image.tobytes() if item.image is not None else b"")
 
 CV_BENCH_QUESTIONS = {
     "Count": "How many {obj} are in the image?",
@@ -366,12 +407,15 @@ def generate(
     seed: int = 0,
     size: int = 224,
     difficulty: str | float = "medium",
+    split: str | None = None,
 ) -> list[Item]:
     """Generate ``n_per_task`` items for each of ``tasks`` (CV-Bench task names), deterministically from ``seed``.
 
     ``size``: image side in pixels (>= 48). ``difficulty``: "easy" | "medium" | "hard" or a float in [0, 1]
     (more clutter and smaller objects for Count, smaller gaps for Relation, closer depth / distance ratios and a
-    misleading size cue for Depth and Distance).
+    misleading size cue for Depth and Distance). ``split``: None (every item, the default) or ``"train"`` /
+    ``"test"``: only items whose content hashes to that split (:func:`content_split`), so a train and a test set
+    never share an item; ``item.split`` is set to it.
 
     Example:
         >>> items = generate(["Depth"], n_per_task=10, seed=3, size=128, difficulty="hard")
@@ -384,9 +428,20 @@ def generate(
     if size < 48:
         raise ValueError(f"size={size} is too small to draw separable objects; use size >= 48")
     d = _difficulty(difficulty)
+    if split is not None:
+        check_split(split)
     items: list[Item] = []
     for task in tasks:
         for i in range(n_per_task):
             rng = np.random.default_rng([seed, TASKS.index(task), i])
-            items.append(_MAKERS[task](rng, index=i, seed=seed, size=size, difficulty=d))
+            item = _MAKERS[task](rng, index=i, seed=seed, size=size, difficulty=d)
+            attempt = 0
+            while split is not None and content_split(item_key(item)) != split:
+                # Rejection sampling: a fresh draw for the same index until its content lands in the split.
+                attempt += 1
+                rng = np.random.default_rng([seed, TASKS.index(task), i, attempt])
+                item = _MAKERS[task](rng, index=i, seed=seed, size=size, difficulty=d)
+            if split is not None:  # ids name the split: a train and a test item never share one
+                item.split, item.id = split, f"synth-{task}-{split}-{seed}-{i}"
+            items.append(item)
     return items

@@ -15,7 +15,7 @@ def test_experiment_end_to_end(monkeypatch, tmp_path):
     from steerkit.models.tiny import tiny_model
 
     train, test = word_problems(4, seed=0, split="train"), word_problems(3, seed=0, split="test")
-    other = word_problems(2, seed=9, split="other")
+    other = word_problems(2, seed=9, split="test")
     by_q = {p.question: p for p in train + test + other}
 
     def fake(model, processor, prompts, images=None, num_return_sequences=1, **kw):
@@ -49,3 +49,14 @@ def test_experiment_end_to_end(monkeypatch, tmp_path):
     for name in ("before", "after", "traces", "comparison"):
         assert not pd.read_parquet(tmp_path / f"{name}.parquet").empty
     assert (tmp_path / "summary.json").exists() and (res["adapter_dir"] / "adapter_config.json").exists()
+
+
+def test_experiment_refuses_test_problems_that_are_training_problems(tmp_path):
+    import pytest
+
+    from steerkit.errors import DistillError
+
+    train = word_problems(4, seed=0, split="train")
+    test = word_problems(3, seed=0, split="test") + train[:1]
+    with pytest.raises(DistillError, match="1 test problems are also training problems"):
+        self_distill_experiment(None, None, train, test, tmp_path, ExperimentConfig())

@@ -87,6 +87,20 @@ def test_word_problems_exact_and_seeded():
         word_problems(2, templates=["nope"])
 
 
+def test_word_problem_splits_are_by_content():
+    from steerkit.tasks.synth import content_split
+
+    for split in ("train", "test"):
+        probs = word_problems(60, seed=2, split=split)
+        assert all(content_split("wordproblem|" + p.question) == split for p in probs)
+        assert all(p.extra["split"] == split and f"-{split}-" in p.id for p in probs)
+    # Problem i does not depend on n, within a split too.
+    assert [p.question for p in word_problems(7, seed=2, split="train")] == \
+        [p.question for p in word_problems(60, seed=2, split="train")[:7]]
+    with pytest.raises(DataError, match="split must be one of"):
+        word_problems(2, split="validation")
+
+
 def test_organism_arithmetic_schema():
     pytest.importorskip("steerkit.models.organism")
     from steerkit.gap.problems import organism_arithmetic

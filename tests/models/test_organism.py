@@ -68,6 +68,31 @@ def test_arithmetic_traces_and_rendering():
     assert (arr[32:, :] == 255).all() and (arr[16:32, 16 * (len(q) - 4):] == 255).all()
 
 
+def test_world_splits_are_by_content():
+    """Every scene and addition lands in its content's split, so train and test never share one."""
+    from steerkit.errors import DataError
+
+    for task in w.TASKS:
+        for split in ("train", "test"):
+            assert all(w.scene_split(q.scene) == split for q in w.scene_questions(task, 40, seed=2, split=split))
+    train = organism.arithmetic_problems(3000, seed=0, split="train")
+    test = organism.arithmetic_problems(300, seed=0, split="test")
+    assert all(w.arithmetic_split(p["a"], p["b"]) == "train" for p in train)
+    assert all(w.arithmetic_split(p["a"], p["b"]) == "test" for p in test)
+    # The commuted form shares the split: 47+38 is never trained on when 38+47 is a test problem.
+    assert not {frozenset((p["a"], p["b"])) for p in train} & {frozenset((p["a"], p["b"])) for p in test}
+    assert 0.15 < len({frozenset((p["a"], p["b"])) for p in test}) / 300 <= 1.0
+    stream = w.plain_text_stream(0)
+    described = [next(stream) for _ in range(200)]
+    scenes = [t for t in described if t.startswith(w.SCENE_PREFIX)]
+    assert scenes and all(
+        w.content_split("scene|" + t[len(w.SCENE_PREFIX):t.index(" . the ") + 2]) == "train" for t in scenes)
+    with pytest.raises(DataError, match="split must be one of"):
+        w.scene_questions("Count", 1, split="tokenizer")
+    with pytest.raises(DataError, match="split must be one of"):
+        organism.arithmetic_problems(1, split="val")
+
+
 @pytest.mark.parametrize("concept", ["spatial_relation", "counting", "attribute", "size"])
 def test_concept_corpora_files(concept):
     path = REPO / "data" / "concepts" / "organism" / f"{concept}.jsonl"
@@ -116,7 +141,10 @@ def test_smoke_build_writes_loadable_models(smoke_build):
     import pandas as pd
 
     metrics = pd.read_parquet(smoke_build / "metrics.parquet")
-    assert set(metrics["task"]) == {*w.TASKS, "Arithmetic"} and metrics["accuracy"].between(0, 1).all()
+    assert set(metrics["task"]) == {*w.TASKS, "Arithmetic", "Arithmetic gap"}
+    acc = metrics[metrics["task"] != "Arithmetic gap"]
+    assert acc["accuracy"].between(0, 1).all() and (metrics["lo"] <= metrics["accuracy"]).all()
+    assert (metrics["accuracy"] <= metrics["hi"]).all()
     # The MLLM's LM started from the text LM: same vocabulary and text width.
     assert model.config.text_config.vocab_size == lm.config.vocab_size == len(tok)
 
@@ -130,6 +158,41 @@ def test_fast_build_is_deterministic(smoke_build, tmp_path):
         b = load_file(str(again / part / "model.safetensors"))
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), part
+
+
+def test_load_on_a_missing_build_names_the_build_command(tmp_path, monkeypatch):
+    from steerkit.models.organism import train
+
+    def trained_unasked(*args, **kwargs):
+        raise AssertionError("the organism was trained without being asked")
+
+    monkeypatch.setattr(train, "build", trained_unasked)
+    missing = tmp_path / "nowhere"
+    for load in (organism.load, organism.load_text_lm):
+        with pytest.raises(organism.OrganismNotBuiltError,
+                           match=f"python -m steerkit.models.organism build {missing}"):
+            load(missing)
+    monkeypatch.setenv(organism.ENV_VAR, str(missing))
+    from steerkit.models.loading import load_model
+
+    with pytest.raises(organism.OrganismNotBuiltError, match="build_if_missing=True"):
+        load_model("steerkit/organism")
+    assert not missing.exists()
+
+
+def test_build_if_missing_trains_only_when_asked(tmp_path, monkeypatch):
+    from steerkit.models.organism import train
+
+    calls = []
+
+    def fake_build(path, *args, **kwargs):
+        calls.append(Path(path))
+        (Path(path) / "mllm").mkdir(parents=True)
+        (Path(path) / "mllm" / "config.json").write_text("{}")
+
+    monkeypatch.setattr(train, "build", fake_build)
+    assert organism._ensure(tmp_path / "x", "mllm", build_if_missing=True) == tmp_path / "x"
+    assert calls == [tmp_path / "x"]
 
 
 def test_grounding_loss_is_zero_at_the_target():
@@ -176,19 +239,49 @@ def test_shipped_organism_image_tokens(shipped):
     assert out.logits.shape[:2] == inputs["input_ids"].shape
 
 
-def test_shipped_organism_text_mode_above_chance(shipped):
-    """What the shipped organism learned in text mode (docs/organism.md): Count and Attribute well above chance,
-    arithmetic with its chain of thought mostly right. Relation and Depth are at chance and not asserted."""
-    from steerkit.models.organism.train import letter_scores, solve_arithmetic
+@pytest.fixture(scope="module")
+def recorded():
+    import pandas as pd
+
+    return pd.read_parquet(organism.REPO_DIR / "metrics.parquet")
+
+
+@pytest.fixture(scope="module")
+def remeasured(shipped, recorded):
+    """The shipped organism evaluated again on its held-out sets (``train.evaluate``, as the build did)."""
+    from steerkit.models.organism.train import evaluate
 
     model, processor = shipped
-    for task in ("Count", "Attribute"):
-        items = organism.world_items(task, 64, seed=777, mode="text")
-        df = letter_scores(model, processor, items)
-        chance = float(np.mean([1 / len(i.choices) for i in items]))
-        assert df["correct"].mean() > chance + 0.15, (task, df["correct"].mean(), chance)
-    problems = organism.arithmetic_problems(32, seed=777, split="test")
-    assert solve_arithmetic(model, processor, problems, "text")["correct"].mean() > 0.5
+    lm, _ = organism.load_text_lm(organism.REPO_DIR)
+    return evaluate(model, processor, lm, n=int(recorded["n"].max()))
+
+
+@pytest.mark.slow
+def test_shipped_accuracies_match_their_record(recorded, remeasured):
+    """Headline guard: every accuracy of data/organism/metrics.parquet (text and image mode per task, arithmetic
+    per font) is what the shipped weights score now, within the recorded 95% CI."""
+    key = ["model", "task", "mode", "font"]
+    both = recorded.merge(remeasured, on=key, how="outer", suffixes=("_rec", "_now"), indicator=True)
+    assert (both["_merge"] == "both").all(), both.loc[both["_merge"] != "both", key]
+    for _, r in both.iterrows():
+        assert r["lo_rec"] <= r["accuracy_now"] <= r["hi_rec"], (tuple(r[key]), r["accuracy_now"],
+                                                                 (r["lo_rec"], r["hi_rec"]))
+    # What the docs claim the organism learned: Count above its majority baseline in both modes.
+    count = both[(both["task"] == "Count") & (both["model"] == "mllm")]
+    assert (count["lo_rec"] > count["majority_rec"]).all() and (count["accuracy_now"] > count["majority_rec"]).all()
+
+
+@pytest.mark.slow
+def test_shipped_arithmetic_gap(recorded, remeasured):
+    """Headline guard: text-mode arithmetic beats image-mode arithmetic (training font) on held-out problems, the
+    paired CI of the gap excluding 0, recorded and re-measured."""
+    for table in (recorded, remeasured):
+        gap = table[table["task"] == "Arithmetic gap"].iloc[0]
+        acc = table[(table["task"] == "Arithmetic") & (table["model"] == "mllm")]
+        text = acc.loc[acc["mode"] == "text", "accuracy"].item()
+        image = acc.loc[(acc["mode"] == "image") & (acc["font"] == organism.TRAIN_FONT), "accuracy"].item()
+        assert gap["accuracy"] == pytest.approx(text - image)
+        assert gap["lo"] > 0, gap
 
 
 def test_shipped_text_lm_loads(shipped):

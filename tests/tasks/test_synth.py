@@ -105,3 +105,21 @@ def test_knobs_and_cvbench_format():
         generate(["Colour"], 1)
     with pytest.raises(ValueError, match="size"):
         generate(["Count"], 1, size=16)
+
+
+def test_split_items_are_held_out_by_content():
+    from steerkit.errors import DataError
+    from steerkit.tasks.synth import content_split, item_key
+
+    everything = generate(TASKS, n_per_task=12, seed=5, size=64)
+    for split in ("train", "test"):
+        items = generate(TASKS, n_per_task=12, seed=5, size=64, split=split)
+        assert len(items) == 12 * len(TASKS)
+        assert all(content_split(item_key(it)) == split and it.split == split for it in items)
+        # Items that already belong to the split are kept as they were (index by index).
+        for plain, it in zip(everything, items):
+            if content_split(item_key(plain)) == split:
+                assert it.prompt == plain.prompt and np.array_equal(np.asarray(it.image), np.asarray(plain.image))
+    assert {content_split(item_key(it)) for it in everything} == {"train", "test"}
+    with pytest.raises(DataError, match="split must be one of"):
+        generate(["Count"], n_per_task=1, size=64, split="val")

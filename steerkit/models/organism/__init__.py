@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from steerkit.errors import SteerkitError
 from steerkit.models.organism.world import (
     CONCEPTS,
     FONTS,
@@ -40,34 +41,53 @@ def default_dir() -> Path:
     return Path(env) if env else REPO_DIR
 
 
-def _ensure(path: str | Path | None, part: str) -> Path:
-    """``path`` (default :func:`default_dir`), building the organism there first if its ``part`` is missing."""
+class OrganismNotBuiltError(SteerkitError, FileNotFoundError):
+    """The organism's folder lacks a trained model; the message names the command that builds it."""
+
+
+def build_command(path: str | Path) -> str:
+    """The shell command that trains the organism into ``path``."""
+    return f"python -m steerkit.models.organism build {path}"
+
+
+def _ensure(path: str | Path | None, part: str, build_if_missing: bool = False) -> Path:
+    """``path`` (default :func:`default_dir`) when its ``part`` is built; else build it there if asked, or raise
+    :class:`OrganismNotBuiltError` (training takes minutes: it never starts unasked)."""
     path = Path(path) if path is not None else default_dir()
     if not (path / part / "config.json").exists():
+        if not build_if_missing:
+            raise OrganismNotBuiltError(
+                f"no trained organism in {path} ({part}/config.json is missing). Build it with "
+                f"`{build_command(path)}` (~10 min on 2 CPU cores), or call load(path, build_if_missing=True); "
+                f"set ${ENV_VAR} to load one built elsewhere")
         from steerkit.models.organism.train import build
 
         build(path)
     return path
 
 
-def load(path: str | Path | None = None) -> tuple[Any, Any]:
+def load(path: str | Path | None = None, *, build_if_missing: bool = False) -> tuple[Any, Any]:
     """The organism MLLM and its processor: ``(LlavaForConditionalGeneration, LlavaProcessor)`` in eval mode.
 
-    Loads from ``path`` (default: :func:`default_dir`), building the organism there first when it is absent.
+    Loads from ``path`` (default: :func:`default_dir`). A missing build raises :class:`OrganismNotBuiltError`
+    naming the build command, unless ``build_if_missing=True`` (then it trains there first, minutes on a CPU).
     """
     from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
-    path = _ensure(path, "mllm")
+    path = _ensure(path, "mllm", build_if_missing)
     model = LlavaForConditionalGeneration.from_pretrained(path / "mllm")
     processor = LlavaProcessor.from_pretrained(path / "mllm")
     return model.eval(), processor
 
 
-def load_text_lm(path: str | Path | None = None) -> tuple[Any, Any]:
-    """The organism's text-only LM and tokenizer: ``(LlamaForCausalLM, PreTrainedTokenizerFast)`` in eval mode."""
+def load_text_lm(path: str | Path | None = None, *, build_if_missing: bool = False) -> tuple[Any, Any]:
+    """The organism's text-only LM and tokenizer: ``(LlamaForCausalLM, PreTrainedTokenizerFast)`` in eval mode.
+
+    A missing build raises :class:`OrganismNotBuiltError` unless ``build_if_missing=True`` (see :func:`load`).
+    """
     from transformers import AutoTokenizer, LlamaForCausalLM
 
-    path = _ensure(path, "text")
+    path = _ensure(path, "text", build_if_missing)
     model = LlamaForCausalLM.from_pretrained(path / "text")
     tokenizer = AutoTokenizer.from_pretrained(path / "text")
     return model.eval(), tokenizer
@@ -80,8 +100,26 @@ def build(cache_dir: str | Path, seed: int = 0, fast: bool = False) -> Path:
     return _build(cache_dir, seed=seed, fast=fast)
 
 
+def remeasure(path: str | Path | None = None, n: int | None = None) -> Any:
+    """Evaluate the build in ``path`` on its held-out sets again and rewrite ``path/metrics.parquet``; returns the
+    table (see :func:`steerkit.models.organism.train.evaluate`). ``n`` defaults to the build's ``eval_n``."""
+    import json
+
+    from steerkit.models.organism.train import evaluate
+
+    path = Path(path) if path is not None else default_dir()
+    info = json.loads((path / "build.json").read_text()) if (path / "build.json").exists() else {}
+    config = info.get("config", {})
+    model, processor = load(path)
+    text_lm, _ = load_text_lm(path)
+    metrics = evaluate(model, processor, text_lm, n=n or config.get("eval_n", 200))
+    metrics["seed"] = config.get("seed", 0)
+    metrics.to_parquet(path / "metrics.parquet")
+    return metrics
+
+
 __all__ = [
-    "CONCEPTS", "ENV_VAR", "FONTS", "TASKS", "TRAIN_FONT", "UNSEEN_FONTS", "arithmetic_problems", "build",
-    "concept_sentences", "default_dir", "load", "load_text_lm", "render_arithmetic", "render_scene", "world_items",
-    "write_concept_corpora",
+    "CONCEPTS", "ENV_VAR", "FONTS", "TASKS", "TRAIN_FONT", "UNSEEN_FONTS", "OrganismNotBuiltError",
+    "arithmetic_problems", "build", "build_command", "concept_sentences", "default_dir", "load", "load_text_lm",
+    "remeasure", "render_arithmetic", "render_scene", "world_items", "write_concept_corpora",
 ]

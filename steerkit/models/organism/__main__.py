@@ -1,6 +1,7 @@
 """Command line: ``python -m steerkit.models.organism build [DIR] [--seed N] [--fast] [--threads N]``.
 
-Builds the organism (default DIR: data/organism in the repo) and rewrites the organism concept corpora with
+Builds the organism (default DIR: data/organism in the repo), re-measures a build's held-out accuracy table with
+``evaluate [DIR]`` (rewrites DIR/metrics.parquet and prints it) and rewrites the organism concept corpora with
 ``concepts [DIR]`` (default data/concepts/organism).
 """
 
@@ -11,7 +12,7 @@ import os
 
 import torch
 
-from steerkit.models.organism import REPO_DIR, build, write_concept_corpora
+from steerkit.models.organism import REPO_DIR, build, remeasure, write_concept_corpora
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,6 +24,10 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--fast", action="store_true", help="a few steps only (smoke test)")
     b.add_argument("--threads", type=int, default=2, help="torch CPU threads (the budget is stated for 2)")
+    e = sub.add_parser("evaluate", help="re-measure DIR/metrics.parquet (held-out accuracy with CIs)")
+    e.add_argument("dir", nargs="?", default=str(REPO_DIR))
+    e.add_argument("--n", type=int, default=None, help="items per task (default: the build's eval_n)")
+    e.add_argument("--threads", type=int, default=2)
     c = sub.add_parser("concepts", help="write data/concepts/organism/<concept>.jsonl")
     c.add_argument("dir", nargs="?", default=str(REPO_DIR.parent / "concepts" / "organism"))
     c.add_argument("--n", type=int, default=240)
@@ -32,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         torch.set_num_threads(args.threads)
         build(args.dir, seed=args.seed, fast=args.fast)
+    elif args.command == "evaluate":
+        torch.set_num_threads(args.threads)
+        print(remeasure(args.dir, n=args.n).to_string())
     else:
         for path in write_concept_corpora(args.dir, n=args.n, seed=args.seed):
             print(path)

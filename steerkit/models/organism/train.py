@@ -38,6 +38,8 @@ from steerkit.tasks.schema import LETTERS, Item
 from steerkit.tasks.scoring import PAPER_PREFIX
 
 ANSWER_RE = re.compile(r"<answer>\s*([0-9]+)\s*</answer>")
+EVAL_SEED = 12345  # seed of the held-out evaluation sets (split="test") behind metrics.parquet
+TOKENIZER_SEED_OFFSET = 1000  # the tokenizer corpus's training draws use seeds apart from the LM's streams
 
 
 @dataclass(frozen=True)
@@ -126,27 +128,72 @@ def _mixture(mix: dict[str, float], n: int, rng: random.Random) -> dict[str, int
     return {k: kinds.count(k) for k in mix}
 
 
+@dataclass
+class StreamContent:
+    """What one training stream shows the model, before tokenization: scene questions, additions, plain text."""
+
+    questions: list[w.SceneQuestion]
+    arithmetic: list[dict[str, Any]]
+    plain: list[str]
+
+
+def stream_content(n: int, seed: int, mix: dict[str, float], split: str = "train",
+                   rng: random.Random | None = None) -> StreamContent:
+    """The content of a stream of ``n`` sequences drawn from ``mix`` at ``seed`` (the counts come from ``rng``,
+    default ``random.Random(seed)``): what :func:`text_examples` and :func:`image_examples` encode."""
+    rng = rng or random.Random(seed)
+    counts = _mixture(mix, n, rng)
+    per_task = _split_evenly(counts.get("qa", 0), len(w.TASKS))
+    questions = [q for task, k in zip(w.TASKS, per_task) for q in w.scene_questions(task, k, seed=seed, split=split)]
+    stream = w.plain_text_stream(seed)
+    return StreamContent(questions, w.arithmetic_problems(counts.get("arith", 0), seed=seed, split=split),
+                         [next(stream) for _ in range(counts.get("plain", 0))])
+
+
+# The MLLM phase's text replay mixes scene QA and arithmetic only (no plain sentences).
+REPLAY_MIX: dict[str, float] = {"qa": 0.6, "arith": 0.4}
+
+
+def stream_plan(cfg: OrganismConfig) -> dict[str, dict[str, Any]]:
+    """Every training stream of the build: name -> ``n``, ``seed``, ``mix`` and ``mode`` (text or image).
+
+    The training functions read their streams from here, and so does the test that checks them against every
+    evaluation set (tests/models/test_splits_disjoint.py).
+    """
+    n_mllm = cfg.mllm_steps * cfg.mllm_batch
+    n_replay = int(round(n_mllm * cfg.replay))
+    return {
+        "text_lm": dict(n=cfg.text_steps * cfg.text_batch, seed=cfg.seed, mix=cfg.mix_text, mode="text"),
+        "mllm_image": dict(n=n_mllm - n_replay, seed=cfg.seed + 1, mix=cfg.mix_image, mode="image"),
+        "mllm_replay": dict(n=n_replay, seed=cfg.seed + 2, mix=REPLAY_MIX, mode="text"),
+    }
+
+
+def training_content(cfg: OrganismConfig, scale: float = 1.0) -> dict[str, StreamContent]:
+    """The content of every training stream of :func:`stream_plan` (``scale`` < 1 draws a prefix of each: the
+    generators are sequential, so a shorter stream is the start of the full one)."""
+    return {name: stream_content(max(1, int(spec["n"] * scale)), spec["seed"], spec["mix"])
+            for name, spec in stream_plan(cfg).items()}
+
+
 def text_examples(tok: Any, n: int, seed: int, cfg: OrganismConfig, mix: dict[str, float] | None = None,
                   split: str = "train", length_power: float | None = None) -> list[Example]:
     """``n`` text-mode training sequences drawn from the text mixture (scene QA, arithmetic, plain sentences);
     ``length_power`` defaults to ``cfg.length_power``."""
     power = cfg.length_power if length_power is None else length_power
     rng = random.Random(seed)
-    counts = _mixture(mix or cfg.mix_text, n, rng)
+    content = stream_content(n, seed, mix or cfg.mix_text, split, rng)
     out: list[Example] = []
-    per_task = _split_evenly(counts.get("qa", 0), len(w.TASKS))
-    for task, k in zip(w.TASKS, per_task):
-        for q in w.scene_questions(task, k, seed=seed, split=split):
-            letter = LETTERS[q.answer_index]
-            prompt = _with_prefix(q.text_prompt(), rng, cfg.prefix_p)
-            out.append(encode_example(tok, tk.format_user(prompt, False), _answer_form(letter, rng),
-                                      cfg.prompt_weight, length_power=power))
-    for p in w.arithmetic_problems(counts.get("arith", 0), seed=seed, split=split):
+    for q in content.questions:
+        letter = LETTERS[q.answer_index]
+        prompt = _with_prefix(q.text_prompt(), rng, cfg.prefix_p)
+        out.append(encode_example(tok, tk.format_user(prompt, False), _answer_form(letter, rng),
+                                  cfg.prompt_weight, length_power=power))
+    for p in content.arithmetic:
         out.append(encode_example(tok, tk.format_user(p["text_prompt"], False), " " + p["trace"], cfg.prompt_weight,
                                   length_power=power))
-    stream = w.plain_text_stream(seed)
-    for _ in range(counts.get("plain", 0)):
-        out.append(encode_example(tok, "", next(stream), 1.0, length_power=power))
+    for text in content.plain:
+        out.append(encode_example(tok, "", text, 1.0, length_power=power))
     rng.shuffle(out)
     return out
 
@@ -157,19 +204,17 @@ def image_examples(tok: Any, n: int, seed: int, cfg: OrganismConfig, n_image_tok
     (loss weighting ``cfg.mllm_length_power``)."""
     power = cfg.mllm_length_power
     rng = random.Random(seed)
-    counts = _mixture(cfg.mix_image, n, rng)
+    content = stream_content(n, seed, cfg.mix_image, split, rng)
     out: list[Example] = []
-    per_task = _split_evenly(counts.get("qa", 0), len(w.TASKS))
-    for task, k in zip(w.TASKS, per_task):
-        for q in w.scene_questions(task, k, seed=seed, split=split):
-            prompt = _with_prefix(q.prompt, rng, cfg.prefix_p)
-            ex = encode_example(tok, tk.format_user(prompt, True), _answer_form(LETTERS[q.answer_index], rng),
-                                cfg.prompt_weight, n_image_tokens, power)
-            ex.image = w.render_scene(q.scene, seed=q.id)
-            ex.cells = {c: tok(" " + words, add_special_tokens=False)["input_ids"]
-                        for c, words in w.cell_words(q.scene).items()}
-            out.append(ex)
-    for p in w.arithmetic_problems(counts.get("arith", 0), seed=seed, split=split):
+    for q in content.questions:
+        prompt = _with_prefix(q.prompt, rng, cfg.prefix_p)
+        ex = encode_example(tok, tk.format_user(prompt, True), _answer_form(LETTERS[q.answer_index], rng),
+                            cfg.prompt_weight, n_image_tokens, power)
+        ex.image = w.render_scene(q.scene, seed=q.id)
+        ex.cells = {c: tok(" " + words, add_special_tokens=False)["input_ids"]
+                    for c, words in w.cell_words(q.scene).items()}
+        out.append(ex)
+    for p in content.arithmetic:
         ex = encode_example(tok, tk.format_user(p["image_prompt"], True), " " + p["trace"], cfg.prompt_weight,
                             n_image_tokens, power)
         ex.image = w.render_arithmetic(p["question"], w.TRAIN_FONT, seed=p["id"], jitter=cfg.arith_jitter)
@@ -285,8 +330,9 @@ def _optimizer_step(model: Any, opt: torch.optim.Optimizer, sched: Any, loss: to
 
 def train_text_lm(model: Any, tok: Any, cfg: OrganismConfig, log: Callable[[str], None] = print) -> list[float]:
     """Pretrain ``model`` on world text; returns the loss curve."""
-    n = cfg.text_steps * cfg.text_batch
-    batches = length_batches(text_examples(tok, n, cfg.seed, cfg), cfg.text_batch, cfg.text_steps, cfg.seed)
+    spec = stream_plan(cfg)["text_lm"]
+    data = text_examples(tok, spec["n"], spec["seed"], cfg, mix=spec["mix"])
+    batches = length_batches(data, cfg.text_batch, cfg.text_steps, cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.text_lr, weight_decay=0.01, betas=(0.9, 0.98))
     sched = _schedule(opt, cfg.text_steps, cfg.warmup)
     model.train()
@@ -347,11 +393,10 @@ def train_mllm(model: Any, processor: Any, cfg: OrganismConfig, log: Callable[[s
     """Train tower + projector (and the LM at a lower rate) on image-mode data with text replay."""
     tok = processor.tokenizer
     n_img_tok = image_seq_length(processor)
-    n = cfg.mllm_steps * cfg.mllm_batch
-    n_text = int(round(n * cfg.replay))
-    images = image_examples(tok, n - n_text, cfg.seed + 1, cfg, n_img_tok)
-    texts = text_examples(tok, n_text, cfg.seed + 2, cfg, mix={"qa": 0.6, "arith": 0.4},
-                          length_power=cfg.mllm_length_power)
+    plan = stream_plan(cfg)
+    images = image_examples(tok, plan["mllm_image"]["n"], plan["mllm_image"]["seed"], cfg, n_img_tok)
+    texts = text_examples(tok, plan["mllm_replay"]["n"], plan["mllm_replay"]["seed"], cfg,
+                          mix=plan["mllm_replay"]["mix"], length_power=cfg.mllm_length_power)
     data = images + texts
     random.Random(cfg.seed + 3).shuffle(data)
     batches = length_batches(data, cfg.mllm_batch, cfg.mllm_steps, cfg.seed + 4)
@@ -449,14 +494,20 @@ def solve_arithmetic(model: Any, processor: Any, problems: Sequence[dict[str, An
     return pd.DataFrame(rows)
 
 
-def evaluate(mllm: Any, processor: Any, text_lm: Any | None = None, n: int = 200, seed: int = 12345,
+def evaluate(mllm: Any, processor: Any, text_lm: Any | None = None, n: int = 200, seed: int = EVAL_SEED,
              fonts: Iterable[str] = (w.TRAIN_FONT, *w.UNSEEN_FONTS)) -> pd.DataFrame:
-    """Accuracy table of the organism: rows (model, task, mode, font) with accuracy, n and chance level."""
+    """Accuracy table of the organism on held-out items (``split="test"``, never trained on): rows (model, task,
+    mode, font) with accuracy, its 95% bootstrap CI (``lo``, ``hi``), n and chance level; plus one row
+    ``task="Arithmetic gap"`` (mode ``"text-image"``): text minus training-font image accuracy of the MLLM on the
+    same problems, with a paired bootstrap CI."""
+    from steerkit.tasks.stats import bootstrap_ci, paired_bootstrap_diff
+
     rows = []
 
     def add(model_name: str, df: pd.DataFrame, task: str, mode: str, font: str | None, chance: float) -> None:
+        ci = bootstrap_ci(df["correct"].astype(float).to_numpy(), n_boot=2000, seed=0)
         rows.append(dict(model=model_name, task=task, mode=mode, font=font, accuracy=float(df["correct"].mean()),
-                         n=len(df), chance=chance))
+                         lo=ci.lo, hi=ci.hi, n=len(df), chance=chance))
 
     for task in w.TASKS:
         text_items = w.world_items(task, n, seed=seed, mode="text", split="test")
@@ -472,9 +523,18 @@ def evaluate(mllm: Any, processor: Any, text_lm: Any | None = None, n: int = 200
                 add(model_name, df, task, mode, None, chance)
                 rows[-1]["majority"] = majority
     problems = w.arithmetic_problems(n, seed=seed, split="test")
-    add("mllm", solve_arithmetic(mllm, processor, problems, "text"), "Arithmetic", "text", None, 0.0)
+    text_arith = solve_arithmetic(mllm, processor, problems, "text")
+    add("mllm", text_arith, "Arithmetic", "text", None, 0.0)
+    image_arith = None
     for font in fonts:
-        add("mllm", solve_arithmetic(mllm, processor, problems, "image", font), "Arithmetic", "image", font, 0.0)
+        df = solve_arithmetic(mllm, processor, problems, "image", font)
+        image_arith = df if font == w.TRAIN_FONT else image_arith
+        add("mllm", df, "Arithmetic", "image", font, 0.0)
+    if image_arith is not None:
+        gap = paired_bootstrap_diff(image_arith["correct"].astype(float).to_numpy(),
+                                    text_arith["correct"].astype(float).to_numpy(), n_boot=2000, seed=0)
+        rows.append(dict(model="mllm", task="Arithmetic gap", mode="text-image", font=w.TRAIN_FONT,
+                         accuracy=gap.value, lo=gap.lo, hi=gap.hi, n=gap.n, chance=0.0))
     if text_lm is not None:
         add("text_lm", solve_arithmetic(text_lm, processor.tokenizer, problems, "text"), "Arithmetic", "text", None,
             0.0)
@@ -487,10 +547,11 @@ def _tokenizer_corpus(seed: int, n: int = 3000) -> list[str]:
     corpus = [tk.CHAT_TEMPLATE, tk.format_user("x", True)] + [PAPER_PREFIX] * 20
     # Both answer forms must be single tokens: "A" (from "(A)") and " A" (after "ASSISTANT:").
     corpus += [f"{tk.ASSISTANT} {letter}" for letter in LETTERS[:6]] * 50
+    # Training content only (its own seeds): the vocabulary is learnt without ever reading a test problem.
     for task in w.TASKS:
-        for q in w.scene_questions(task, n // 8, seed=seed, split="tokenizer"):
+        for q in w.scene_questions(task, n // 8, seed=TOKENIZER_SEED_OFFSET + seed, split="train"):
             corpus.append(q.text_prompt())
-    for p in w.arithmetic_problems(n // 8, seed=seed, split="tokenizer"):
+    for p in w.arithmetic_problems(n // 8, seed=TOKENIZER_SEED_OFFSET + seed, split="train"):
         corpus += [p["text_prompt"], p["image_prompt"], " " + p["trace"]]
     stream = w.plain_text_stream(seed + 99)
     corpus += [next(stream) for _ in range(n // 4)]

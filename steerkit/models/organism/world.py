@@ -27,6 +27,13 @@ ignore it). Depth choices follow the order in which the question names the two o
 Arithmetic: two-digit additions with a digit-by-digit chain of thought and the answer in ``<answer>...</answer>``,
 asked as text or rendered one character per grid cell in a chosen font.
 
+Held-out by construction: every scene and every addition belongs to ``"train"`` or ``"test"`` by a stable hash of
+its content (:func:`steerkit.tasks.synth.content_split`, about 25% test): a scene by its exact description (so a
+test scene is never asked about, nor described, in training), an addition by its unordered operand pair (so
+neither ``47+38`` nor ``38+47`` is trained on when one of them is a test problem). The generators draw until the
+content lands in the requested split, and :func:`plain_text_stream` (pretraining text) describes training scenes
+only. The organism's build trains on ``split="train"`` only and evaluates on ``split="test"``.
+
 Example:
     >>> items = world_items("Relation", 8, seed=0, mode="image")
     >>> twins = world_items("Relation", 8, seed=0, mode="text")  # the same questions, scene described in text
@@ -49,6 +56,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from steerkit.errors import DataError, RenderError
 from steerkit.tasks.schema import LETTERS, Item
+from steerkit.tasks.synth import check_split, content_split
 
 GRID = 4
 CELL = 16
@@ -172,6 +180,25 @@ def render_scene(scene: Scene, seed: int | str = 0, *, jitter: int = 1) -> Image
     return img
 
 
+def scene_split(scene: Scene) -> str:
+    """``"train"`` or ``"test"``: the split of a scene, by a hash of its exact description."""
+    return content_split("scene|" + describe(scene))
+
+
+def arithmetic_split(a: int, b: int) -> str:
+    """``"train"`` or ``"test"``: the split of the addition ``a + b``, by a hash of the unordered operand pair."""
+    lo, hi = sorted((a, b))
+    return content_split(f"arith|{lo}+{hi}")
+
+
+def sample_split_scene(rng: random.Random, split: str, n_min: int = 2, n_max: int = 6) -> Scene:
+    """:func:`sample_scene` until the scene belongs to ``split`` (rejection sampling, see :func:`scene_split`)."""
+    while True:
+        scene = sample_scene(rng, n_min, n_max)
+        if scene_split(scene) == split:
+            return scene
+
+
 def cell_words(scene: Scene) -> dict[int, str]:
     """For each occupied cell (raster index), the words that describe its object (the grounding targets)."""
     return {o.row * GRID + o.col: f"{o.size} {o.colour} {o.shape} {o.position}" for o in scene.objects}
@@ -280,14 +307,19 @@ class SceneQuestion:
 
 
 def scene_questions(task: str, n: int, seed: int = 0, split: str = "test") -> list[SceneQuestion]:
-    """``n`` scene questions of one task, reproducible from (task, seed, split)."""
+    """``n`` scene questions of one task, reproducible from (task, seed, split).
+
+    Every scene belongs to ``split`` (:func:`scene_split`): a ``"test"`` question's scene never occurs in any
+    ``"train"`` set, whatever the seeds.
+    """
     if task not in _QUESTIONS:
         raise DataError(f"unknown organism task {task!r}; choose one of {list(_QUESTIONS)}")
+    check_split(split)
     rng = _rng("scene", task, seed, split)
     out: list[SceneQuestion] = []
     pos = rng.randrange(4)
     while len(out) < n:
-        scene = sample_scene(rng)
+        scene = sample_split_scene(rng, split)
         made = _QUESTIONS[task](scene, rng, pos)
         if made is None:
             continue
@@ -306,7 +338,7 @@ def world_items(task: str, n: int, seed: int = 0, mode: str = "image", split: st
 
     Example:
         >>> [it.answer for it in world_items("Count", 3, seed=1, mode="text")]
-        ['B', 'A', 'D']
+        ['A', 'C', 'D']
     """
     return [q.item(mode) for q in scene_questions(task, n, seed, split)]
 
@@ -332,14 +364,20 @@ def arithmetic_problems(n: int, seed: int = 0, split: str = "test") -> list[dict
     ``<answer>85</answer>``), text_prompt (question asked in text), image_prompt (instruction that goes with the
     rendered question), a, b.
 
+    Only additions of ``split`` are drawn (:func:`arithmetic_split`): no ``"test"`` problem, nor its commuted form,
+    is ever a ``"train"`` problem, whatever the seeds.
+
     Example:
         >>> arithmetic_problems(1, seed=0)[0]["question"]
-        '62+13'
+        '69+29'
     """
+    check_split(split)
     rng = _rng("arith", seed, split)
     out = []
     for i in range(n):
         a, b = rng.randint(10, 99), rng.randint(10, 99)
+        while arithmetic_split(a, b) != split:
+            a, b = rng.randint(10, 99), rng.randint(10, 99)
         q = f"{a}+{b}"
         out.append(dict(id=f"organism-arith-{split}-{seed}-{i}", question=q, answer=str(a + b),
                         trace=addition_trace(a, b), text_prompt=ARITH_TEXT_PROMPT.format(q=q),
@@ -527,13 +565,15 @@ def relation_facts(scene: Scene, rng: random.Random, k: int = 2) -> str:
     return " ".join(facts)
 
 
-def plain_text_stream(seed: int) -> Iterator[str]:
-    """An endless stream of world sentences: descriptions with relation facts, and concept sentences."""
-    rng = _rng("plain", seed)
+def plain_text_stream(seed: int, split: str = "train") -> Iterator[str]:
+    """An endless stream of world sentences: descriptions (of ``split`` scenes only) with relation facts, and
+    concept sentences. Pretraining text: the build reads the ``"train"`` stream."""
+    check_split(split)
+    rng = _rng("plain", seed) if split == "train" else _rng("plain", seed, split)
     while True:
         r = rng.random()
         if r < 0.5:
-            scene = sample_scene(rng, 2, 6)
+            scene = sample_split_scene(rng, split, 2, 6)
             yield SCENE_PREFIX + describe(scene) + " " + relation_facts(scene, rng, rng.randint(1, 3))
         else:
             yield _concept_sentence(rng.choice(CONCEPTS), rng)[0]
