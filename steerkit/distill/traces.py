@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from steerkit.gap.modes import PromptStyle, mode_input, style_for
-from steerkit.gap.parse import answers_match, parse_answer
+from steerkit.gap.parse import answers_match, parse_number
 from steerkit.gap.problems import TextProblem
 
 
@@ -52,7 +52,7 @@ def sample_traces(
     for i, p in enumerate(problems):
         for j in range(k):
             resp = responses[i * k + j]
-            parsed = parse_answer(resp)
+            parsed = parse_number(resp)
             rows.append(dict(item_id=p.id, sample=j, prompt=prompts[i], response=resp, answer=parsed.value,
                              format_ok=parsed.format_ok, correct=answers_match(parsed.value, p.answer),
                              gold=p.answer, temperature=temperature))

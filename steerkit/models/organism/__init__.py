@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from steerkit.errors import SteerkitError
+from steerkit.errors import OrganismNotBuiltError
 from steerkit.models.organism.world import (
     CONCEPTS,
     FONTS,
@@ -39,10 +39,6 @@ def default_dir() -> Path:
     """Where the organism is loaded from: ``$STEERKIT_ORGANISM_DIR`` if set, else ``data/organism`` in the repo."""
     env = os.environ.get(ENV_VAR)
     return Path(env) if env else REPO_DIR
-
-
-class OrganismNotBuiltError(SteerkitError, FileNotFoundError):
-    """The organism's folder lacks a trained model; the message names the command that builds it."""
 
 
 def build_command(path: str | Path) -> str:
