@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from steerkit.errors import StoreError
 from steerkit.sweep.engine import sweep
@@ -85,6 +86,8 @@ def test_interrupted_sweep_resumes_to_identical_rows(setup, tmp_path, stop_after
 _CHILD = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {tests!r})
+    import torch
+    torch.set_num_threads({threads})   # the parent's count: another split of the sums would change the last bits
     from steerkit.models.tiny import tiny_model
     from steerkit.sweep.engine import sweep
     from sweep.helpers import make_items, make_vectors
@@ -102,7 +105,8 @@ _CHILD = textwrap.dedent("""
 def test_sigkilled_process_resumes_to_identical_rows(setup, tmp_path):
     model, processor, items, vecs = setup
     full = _run(model, processor, items, vecs, tmp_path / "a")
-    code = _CHILD.format(tests=str(Path(__file__).resolve().parents[1]), k=9, root=str(tmp_path / "b"))
+    code = _CHILD.format(tests=str(Path(__file__).resolve().parents[1]), k=9, root=str(tmp_path / "b"),
+                         threads=torch.get_num_threads())
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
