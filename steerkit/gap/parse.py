@@ -138,7 +138,3 @@ def parse_transcript(response: str) -> str | None:
     found = list(_TRANSCRIPT.finditer(response or ""))
     return found[-1].group(1).strip() if found else None
 
-
-# Transitional alias for callers owned elsewhere (steerkit/distill/traces.py): remove once they call parse_number.
-# Not exported from steerkit.gap.
-parse_answer = parse_number

@@ -10,8 +10,8 @@ A sweep is ``plan -> executor -> scorer -> sink``:
    strengths and scopes whose rows repeat the items (per-row ``alpha`` and steered positions), recomputing only
    layers l.. .
 3. **scorer** (:class:`steerkit.tasks.scoring.LetterScorer`): answer-letter log-likelihood at the last prompt
-   position, and the greedy first token parsed as a letter, so the paper's protocol (generate one token greedily,
-   parse the letter) is reproduced without generating.
+   position, and the greedy first token parsed as a letter, so the 1-token lower bound of the paper's protocol
+   (generate one token greedily, parse the letter; the paper generates up to 20) is reproduced without generating.
 4. **sink** (:class:`steerkit.sweep.store.RowSink`): finished units go to a :class:`~steerkit.sweep.store.RunStore`
    as they finish, so a killed sweep resumes where it stopped.
 
@@ -203,10 +203,12 @@ def naive_protocol(
     *,
     prompt_prefix: str = PAPER_PREFIX,
 ) -> list[dict[str, Any]]:
-    """The paper's protocol for one cell: per item (batch 1), steer the prefill, generate one token greedily,
-    parse the letter. Also returns the letter-log-likelihood answer of a plain full forward, for comparisons.
+    """The 1-token lower bound of the paper's protocol for one cell: per item (batch 1), steer the prefill,
+    generate one token greedily, parse the letter. Also returns the letter-log-likelihood answer of a plain full
+    forward, for comparisons.
 
-    This is the reference the engine is tested against and the baseline of ``benchmarks/sweep_bench.py``.
+    This is the reference the engine is tested against. The paper's full loop (processor per item, 20 new tokens
+    stopping at EOS, strict parsing, its text/both masks) is the baseline of ``benchmarks/sweep_bench.py``.
     """
     from steerkit.steer import steer
 

@@ -315,10 +315,6 @@ def generate_answers(
     return [(t, parse_letter(t, it.choices)) for t, it in zip(texts, items)]
 
 
-# Transitional alias for callers owned elsewhere (benchmarks/sweep_bench.py, tests/benchmarks): remove once they
-# call parse_letter. Not exported from steerkit.tasks.
-parse_answer = parse_letter
-
 
 # ------------------------------------------------------------------------------------------------- metrics
 def cvbench_scores(results: pd.DataFrame, *, by: Sequence[str] = ("condition",), n_boot: int = 2000,

@@ -1,4 +1,4 @@
-"""The engine against the paper's protocol (generate one token per item and cell), across modes and batchings."""
+"""The engine against the 1-token lower bound of the paper's protocol (one greedy token per item and cell), across modes and batchings."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_engine_equals_naive_protocol_per_item_and_cell(tiny, family):
                 ref = pd.DataFrame(naive_protocol(model, processor, items, vec, layer, alpha, scope))
                 got = steered[(steered.layer == layer) & (steered.alpha == alpha) & (steered.scope == scope)]
                 got = got.set_index("item_id").loc[ref.item_id]
-                # the paper's protocol: greedy first token, parsed -- identical per item
+                # the 1-token protocol: greedy first token, parsed -- identical per item
                 assert got.greedy_text.tolist() == ref.greedy_text.tolist()
                 assert got.greedy_correct.tolist() == ref.greedy_correct.tolist()
                 # letter log-likelihood scoring -- identical answers, equal log-probs

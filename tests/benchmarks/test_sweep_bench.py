@@ -1,0 +1,115 @@
+"""benchmarks/sweep_bench.py: the paper protocol's JSON line (fields, not timings) and its strict answer parser."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from steerkit.tasks.scoring import parse_letter
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "sweep_bench.py"
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    """main() sets torch's thread count; later tests in this process must not inherit it."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """The benchmark script as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("sweep_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sweep_bench"] = module  # dataclasses resolve their module through sys.modules
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("sweep_bench", None)
+
+
+@pytest.mark.parametrize("text", ["B", " (B)", "B.", "B)\n", "(B)."])
+def test_strict_letter_accepts_bare_labels(bench, text):
+    assert bench.strict_letter(text, ["left", "right"]) == "B"
+
+
+@pytest.mark.parametrize("text", ["B. right", "Answer: B", "right", "b", "(C)", "", "AB"])
+def test_strict_letter_rejects_everything_else(bench, text):
+    assert bench.strict_letter(text, ["left", "right"]) is None
+
+
+def test_strict_letter_is_stricter_than_parse_letter(bench):
+    # the lenient parser reads these as B; the paper's normalisation counts them wrong
+    for text in ("Answer: B", "right", "B. right"):
+        assert parse_letter(text, ["left", "right"]) == "B"
+        assert bench.strict_letter(text, ["left", "right"]) is None
+
+
+def _check_line(line: dict, n_items: int) -> None:
+    assert line["bench_version"] == 2
+    assert line["paper_max_new_tokens"] == 20
+    assert line["paper_processor_per_item"] is True
+    assert line["paper_batch_size"] == 1 and line["paper_steer_when"] == "prefill"
+    assert line["paper_1tok_lower_bound_processor_per_item"] is False
+    for key in ("engine_ms_per_item_cell", "paper_ms_per_item_cell", "paper_1tok_lower_bound_ms_per_item_cell",
+                "engine_speedup_vs_paper", "engine_speedup_vs_paper_1tok_lower_bound", "floor_ms_per_item_cell"):
+        assert line[key] > 0, key
+    for key in ("answers_agree", "answers_agree_engine_greedy", "paper_1tok_lower_bound_agrees_with_paper",
+                "paper_stopped_at_eos", "paper_unparsed"):
+        assert 0.0 <= line[key] <= 1.0, key
+    for key in ("answers_agree_by_scope", "answers_agree_engine_greedy_by_scope"):
+        assert set(line[key]) == set(line["scopes"]) and all(0.0 <= v <= 1.0 for v in line[key].values()), key
+    assert len(line["paper_stopped_at_eos_per_item"]) == n_items
+    assert 1 <= line["paper_mean_new_tokens"] <= 20
+    assert line["paper_time_is_upper_bound"] == (line["paper_stopped_at_eos"] < 1.0)
+    assert ("upper bound" in line["paper_time_note"]) == line["paper_time_is_upper_bound"]
+
+
+def test_main_writes_the_paper_protocol_line_for_the_organism(bench, tmp_path):
+    out = tmp_path / "bench.jsonl"
+    line = bench.main(["--model", "steerkit/organism", "--n-items", "2", "--layers", "1", "--alphas", "0.5",
+                       "--scopes", "image", "both",
+                       "--threads", "1", "--no-progress", "--out", str(out)])
+    assert json.loads(out.read_text().splitlines()[-1]) == line
+    _check_line(line, 2)
+    # the trained organism answers a letter and stops at EOS well before 20 tokens
+    assert line["paper_stopped_at_eos"] == 1.0 and line["paper_mean_new_tokens"] < 20
+
+
+def test_main_on_a_tiny_random_family_labels_the_time_bounds(bench, tmp_path):
+    line = bench.main(["--model", "tiny/llava", "--n-items", "2", "--layers", "0", "--alphas", "0.5", "1.0",
+                       "--threads", "1", "--no-progress", "--out", str(tmp_path / "bench.jsonl")])
+    _check_line(line, 2)
+    assert line["n_cells"] == 2
+    assert line["paper_mean_new_tokens"] > 1  # the paper protocol generates past the first token
+
+
+@pytest.mark.parametrize("stopped, upper", [(0.0, True), (0.5, True), (1.0, False)])
+def test_eos_note_says_which_time_is_a_bound(bench, stopped, upper):
+    note = bench.eos_note(stopped, 20.0 if upper else 2.0)
+    assert ("upper bound" in note and "lower bound" in note) == upper
+
+
+def test_text_scopes_need_the_paper_masks(bench, monkeypatch):
+    """Without steer(exclude_last_prompt_token=...), text/both cannot reproduce the paper and must say so."""
+    import inspect
+
+    import steerkit
+
+    if "exclude_last_prompt_token" in inspect.signature(steerkit.steer).parameters:
+        assert bench.paper_steer_kwargs("both") == {"exclude_last_prompt_token": True}
+
+        def old_steer(model, vector, layers=None, alpha=1.0, tokens="image", when="prefill"):
+            """steer() as it was before the keyword existed."""
+
+        monkeypatch.setattr(steerkit, "steer", old_steer)
+    with pytest.raises(TypeError, match="exclude_last_prompt_token"):
+        bench.paper_steer_kwargs("text")
+    assert bench.paper_steer_kwargs("image") == {}
