@@ -117,7 +117,10 @@ def test_tokenizer_pieces():
     assert "<answer>" in pieces and "</answer>" in pieces and {"4", "7", "8", "5"} <= set(pieces)
     assert tok.decode(tok("<answer>85</answer> (B)")["input_ids"], skip_special_tokens=True) == \
         "<answer>85</answer> (B)"
-    assert all(len(ids) == 2 for ids in tk.letter_token_ids(tok, "ABCD"))  # "A" and " A" are single tokens
+    from steerkit.tasks.scoring import LetterScorer
+
+    # the one spelling rule keeps exactly "A" and " A" on this tokenizer (both single tokens for every letter)
+    assert all(len(ids) == 2 for ids in LetterScorer(tok, 4).token_ids.values())
     assert len(tok(tk.IMAGE, add_special_tokens=False)["input_ids"]) == 1
 
 

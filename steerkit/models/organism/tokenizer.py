@@ -72,16 +72,3 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = 512) -> PreTrainedT
     fast.add_tokens(list(ANSWER_TOKENS))
     fast.chat_template = CHAT_TEMPLATE
     return fast
-
-
-def letter_token_ids(tokenizer: PreTrainedTokenizerFast, letters: Iterable[str]) -> list[list[int]]:
-    """For each letter, the ids of its answer tokens ("A" and " A" forms, each a single token)."""
-    out = []
-    for letter in letters:
-        ids = []
-        for form in (letter, " " + letter):
-            enc = tokenizer(form, add_special_tokens=False)["input_ids"]
-            if len(enc) == 1 and enc[0] not in ids:
-                ids.append(enc[0])
-        out.append(ids)
-    return out

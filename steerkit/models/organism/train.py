@@ -429,16 +429,17 @@ def train_mllm(model: Any, processor: Any, cfg: OrganismConfig, log: Callable[[s
 # ---------------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def letter_scores(model: Any, processor: Any, items: Sequence[Item], batch_size: int = 64) -> pd.DataFrame:
-    """Letter scoring: logits at the answer position (after the generation prompt) over the choice letters.
+    """Letter scoring with steerkit's one scorer (:class:`steerkit.tasks.scoring.LetterScorer`) at the answer position.
 
-    Each letter's score is the log-sum-exp of its " A" and "A" token logits. Works for the MLLM (processor; items
-    with or without images, inputs built by steerkit's adapter) and for the text LM (tokenizer; text items only).
-    Returns one row per item: id, task, mode, answer, pred, correct.
+    Works for the MLLM (processor; items with or without images, inputs built by steerkit's adapter) and for the
+    text LM (tokenizer; text items only). Returns one row per item: id, task, mode, answer, pred, correct.
     """
     from steerkit.models.adapters import adapter_for
+    from steerkit.tasks.scoring import LetterScorer
 
     adapter = adapter_for(model)
     tok = adapter.tokenizer(processor)
+    scorer = LetterScorer.for_items(tok, items)
     rows = []
     for start in range(0, len(items), batch_size):
         chunk = list(items[start:start + batch_size])
@@ -451,13 +452,10 @@ def letter_scores(model: Any, processor: Any, items: Sequence[Item], batch_size:
         else:
             inputs = adapter.build_inputs(processor, [it.prompt for it in chunk],
                                           [it.image for it in chunk] if with_image else None)
-        logits = model(**inputs).logits[:, -1].float().log_softmax(-1)
-        for it, lg in zip(chunk, logits):
-            forms = tk.letter_token_ids(tok, it.letters)
-            scores = torch.stack([torch.logsumexp(lg[ids], 0) for ids in forms])
-            pred = it.letters[int(scores.argmax())]
+        logits = model(**inputs).logits[:, -1].float()
+        for it, scored in zip(chunk, scorer.score(logits, chunk)):
             rows.append(dict(id=it.id, task=it.task, mode="image" if with_image else "text", answer=it.answer,
-                             pred=pred, correct=pred == it.answer, n_choices=len(it.choices)))
+                             pred=scored["pred"], correct=scored["correct"], n_choices=len(it.choices)))
     return pd.DataFrame(rows)
 
 
