@@ -238,7 +238,7 @@ def word_problems(n: int, seed: int = 0, *, templates: Sequence[str] | None = No
     Each problem's numbers come from an RNG named by (seed, split, index), so problem i is the same whatever
     ``n`` is. ``extra`` holds the template name and a worked solution ending in the answer. Held out by
     construction: a problem belongs to ``"train"`` or ``"test"`` by a hash of its text
-    (:func:`steerkit.tasks.synth.content_split`) and is redrawn until it lands in ``split``, so no test problem is
+    (:func:`steerkit.tasks.splits.content_split`) and is redrawn until it lands in ``split``, so no test problem is
     ever a training problem, whatever the seeds.
 
     Example:
@@ -249,7 +249,7 @@ def word_problems(n: int, seed: int = 0, *, templates: Sequence[str] | None = No
     unknown = [t for t in names if t not in TEMPLATES]
     if unknown:
         raise DataError(f"unknown templates {unknown}; choose from {sorted(TEMPLATES)}")
-    from steerkit.tasks.synth import check_split, content_split
+    from steerkit.tasks.splits import check_split, content_split
 
     check_split(split)
     out = []

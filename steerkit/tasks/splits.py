@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +25,37 @@ import numpy as np
 import pandas as pd
 
 from steerkit.tasks.schema import Item
+
+# ------------------------------------------------------------------ held out by construction (generated sets)
+SPLITS: tuple[str, ...] = ("train", "test")
+TEST_FRACTION = 0.25  # share of the content space held out for evaluation
+
+
+def content_split(key: str | bytes, test_fraction: float = TEST_FRACTION) -> str:
+    """``"test"`` or ``"train"`` for an item's content ``key``: sha256 of the key read as a fraction in [0, 1).
+
+    Generators draw until an item of the requested split comes up (rejection sampling), so a test item can never
+    be a training item: equal content has equal hash. Stable across processes and Python versions (unlike
+    ``hash``).
+
+    Example:
+        >>> content_split("47+38")
+        'train'
+    """
+    data = key if isinstance(key, bytes) else key.encode()
+    fraction = int.from_bytes(hashlib.sha256(data).digest()[:8], "big") / 2**64
+    return "test" if fraction < test_fraction else "train"
+
+
+def check_split(split: str) -> str:
+    """``split`` itself when it is one of :data:`SPLITS`, else a :class:`~steerkit.errors.DataError`."""
+    if split not in SPLITS:
+        from steerkit.errors import DataError
+
+        raise DataError(f"split must be one of {list(SPLITS)}, not {split!r}: a generated set is either training "
+                        "data or held-out data")
+    return split
+
 
 PAPER_SEED = 42
 PAPER_TEST_SIZE = 150

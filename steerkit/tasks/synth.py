@@ -19,9 +19,9 @@ The geometry (pixel boxes, colours, world coordinates, camera) is kept in ``item
 each label independently (e.g. left/right from the boxes, depth order from pixel rows, distances by inverting the
 projection). Items are keyed by ``(seed, task, index)``: item i is identical whatever ``n`` is.
 
-Held-out by construction: :func:`content_split` sends every item to ``"train"`` or ``"test"`` by a stable hash of
-its content (question, choices, answer and pixels); ``generate(..., split="test")`` yields only test items, so a
-train set and a test set never share an item, whatever their seeds. The same function splits the organism's
+Held-out by construction: :func:`steerkit.tasks.splits.content_split` sends every item to ``"train"`` or
+``"test"`` by a stable hash of its content (question, choices, answer and pixels); ``generate(..., split="test")``
+yields only test items, so a train set and a test set never share an item, whatever their seeds. The same function splits the organism's
 world (scenes, additions) and the synthetic word problems (:mod:`steerkit.gap.problems`).
 
 Example:
@@ -32,7 +32,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from PIL import Image, ImageDraw
 
 from steerkit.tasks.loaders._common import mc_prompt
 from steerkit.tasks.schema import LETTERS, Item
+from steerkit.tasks.splits import check_split, content_split
 
 TASKS = ("Count", "Relation", "Depth", "Distance")
 SOURCE = "synthetic"
@@ -60,36 +60,6 @@ SKY = (200, 225, 245)
 GROUND = (215, 205, 185)
 GRID = (170, 160, 140)
 DIFFICULTY = {"easy": 0.0, "medium": 0.5, "hard": 1.0}
-
-SPLITS: tuple[str, ...] = ("train", "test")
-TEST_FRACTION = 0.25  # share of the content space held out for evaluation
-
-
-def content_split(key: str | bytes, test_fraction: float = TEST_FRACTION) -> str:
-    """``"test"`` or ``"train"`` for an item's content ``key``: sha256 of the key read as a fraction in [0, 1).
-
-    Generators draw until an item of the requested split comes up (rejection sampling), so a test item can never
-    be a training item: equal content has equal hash. Stable across processes and Python versions (unlike
-    ``hash``).
-
-    Example:
-        >>> content_split("47+38")
-        'train'
-    """
-    data = key if isinstance(key, bytes) else key.encode()
-    fraction = int.from_bytes(hashlib.sha256(data).digest()[:8], "big") / 2**64
-    return "test" if fraction < test_fraction else "train"
-
-
-def check_split(split: str) -> str:
-    """``split`` itself when it is one of :data:`SPLITS`, else a :class:`~steerkit.errors.DataError`."""
-    if split not in SPLITS:
-        from steerkit.errors import DataError
-
-        raise DataError(f"split must be one of {list(SPLITS)}, not {split!r}: a generated set is either training "
-                        "data or held-out data")
-    return split
-
 
 def item_key(item: Item) -> bytes:
     """The content of a synthetic item that decides its split: question, choices, answer and pixels."""

@@ -88,7 +88,7 @@ def test_word_problems_exact_and_seeded():
 
 
 def test_word_problem_splits_are_by_content():
-    from steerkit.tasks.synth import content_split
+    from steerkit.tasks.splits import content_split
 
     for split in ("train", "test"):
         probs = word_problems(60, seed=2, split=split)

@@ -109,7 +109,8 @@ def test_knobs_and_cvbench_format():
 
 def test_split_items_are_held_out_by_content():
     from steerkit.errors import DataError
-    from steerkit.tasks.synth import content_split, item_key
+    from steerkit.tasks.splits import content_split
+    from steerkit.tasks.synth import item_key
 
     everything = generate(TASKS, n_per_task=12, seed=5, size=64)
     for split in ("train", "test"):

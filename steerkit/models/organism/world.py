@@ -28,7 +28,7 @@ Arithmetic: two-digit additions with a digit-by-digit chain of thought and the a
 asked as text or rendered one character per grid cell in a chosen font.
 
 Held-out by construction: every scene and every addition belongs to ``"train"`` or ``"test"`` by a stable hash of
-its content (:func:`steerkit.tasks.synth.content_split`, about 25% test): a scene by its exact description (so a
+its content (:func:`steerkit.tasks.splits.content_split`, about 25% test): a scene by its exact description (so a
 test scene is never asked about, nor described, in training), an addition by its unordered operand pair (so
 neither ``47+38`` nor ``38+47`` is trained on when one of them is a test problem). The generators draw until the
 content lands in the requested split, and :func:`plain_text_stream` (pretraining text) describes training scenes
@@ -56,7 +56,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from steerkit.errors import DataError, RenderError
 from steerkit.tasks.schema import LETTERS, Item
-from steerkit.tasks.synth import check_split, content_split
+from steerkit.tasks.splits import check_split, content_split
 
 GRID = 4
 CELL = 16
