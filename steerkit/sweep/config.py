@@ -2,11 +2,11 @@
 
 Example ``sweep.yaml``::
 
-    model: steerkit/organism          # any load_model() name: steerkit/organism, tiny/llava, a hub id or folder
+    model: steerkit/organism          # any load_model() name: a profile (steerkit/organism), tiny/llava, a hub id or folder
     dtype: float32                    # optional: bfloat16 on GPU
     device: cpu
     items:
-      source: organism                # organism | synth | cvbench
+      source: model                   # model (its profile's items) | a profile name (organism) | synth | cvbench
       tasks: [Count, Relation]
       n: 40                           # per task
       seed: 0
@@ -14,7 +14,7 @@ Example ``sweep.yaml``::
     vectors:
       paths: []                       # saved SteeringVector folders, and/or:
       extract:
-        text_model: steerkit/organism-text
+        text_model: steerkit/organism-text  # optional; default: the text LM of the model's profile
         corpus_dir: data/concepts/organism   # optional; default data/concepts
         concepts: [counting, spatial_relation]
         methods: [mean_shift]
@@ -42,14 +42,15 @@ from pathlib import Path
 from typing import Any
 
 from steerkit.errors import DataError
+from steerkit.models.profiles import DEFAULT_MODEL, find_profile
 
 
 @dataclass
 class SweepConfig:
     """A sweep described by data (see the module docstring for the YAML form)."""
 
-    model: str = "steerkit/organism"
-    items: dict[str, Any] = field(default_factory=lambda: {"source": "organism", "tasks": ["Count"], "n": 20})
+    model: str = DEFAULT_MODEL
+    items: dict[str, Any] = field(default_factory=lambda: {"source": "model", "tasks": ["Count"], "n": 20})
     vectors: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, Any] = field(default_factory=lambda: {"layers": [1], "alphas": [1.0], "scopes": ["image"]})
     out: str = "outputs/sweeps"
@@ -98,16 +99,24 @@ def _split(items: list[Any], how: str | None, seed: int) -> list[Any]:
     raise DataError(f"items.split={how!r}: use none, paper or stratified")
 
 
-def load_items(spec: dict[str, Any]) -> list[Any]:
-    """The items a config's ``items`` section describes."""
-    source = spec.get("source", "organism")
+def _profile_of(model: str | None, what: str) -> Any:
+    """The profile of ``model``, or a :class:`DataError` saying which config key to set instead."""
+    profile = find_profile(model)
+    if profile is None:
+        raise DataError(f"{model!r} has no model profile, so the config must name {what} explicitly")
+    return profile
+
+
+def load_items(spec: dict[str, Any], model: str | None = None) -> list[Any]:
+    """The items a config's ``items`` section describes.
+
+    ``source``: ``"model"`` (default; the items of ``model``'s profile), a profile name (e.g. ``"organism"``),
+    ``"synth"`` (:func:`steerkit.tasks.synth.generate`) or ``"cvbench"`` (a hub id or local ``path``).
+    """
+    source = spec.get("source", "model")
     tasks = spec.get("tasks") or ["Count"]
     n, seed = int(spec.get("n", 20)), int(spec.get("seed", 0))
-    if source == "organism":
-        from steerkit.models.organism import world_items
-
-        items = [it for t in tasks for it in world_items(t, n, seed=seed, mode=spec.get("mode", "image"))]
-    elif source == "synth":
+    if source == "synth":
         from steerkit.tasks.synth import generate
 
         items = generate(tasks, n_per_task=n, seed=seed, size=int(spec.get("size", 224)))
@@ -116,12 +125,17 @@ def load_items(spec: dict[str, Any]) -> list[Any]:
 
         items = list(load_cvbench(spec.get("path", "nyu-visionx/CV-Bench"), tasks=tasks, on_error="skip"))
     else:
-        raise DataError(f"items.source={source!r}: use organism, synth or cvbench")
+        profile = _profile_of(model, "items.source (synth or cvbench)") if source == "model" else find_profile(source)
+        if profile is None:
+            raise DataError(f"items.source={source!r}: use model, synth, cvbench or a model profile's name")
+        # Drawn from the model's held-out content; ``split`` below divides them for selection/confirmation.
+        items = profile.make_items(tasks, n, seed=seed, mode=spec.get("mode", "image"), split="test")
     return _split(items, spec.get("split"), seed)
 
 
-def load_vectors(spec: dict[str, Any]) -> dict[tuple[str, str], Any]:
-    """``{(method, concept): SteeringVector}`` from saved folders and/or an extraction from a text LM."""
+def load_vectors(spec: dict[str, Any], model: str | None = None) -> dict[tuple[str, str], Any]:
+    """``{(method, concept): SteeringVector}`` from saved folders and/or an extraction from a text LM (by default
+    the text LM of ``model``'s profile)."""
     from steerkit.vectors import SteeringVector
 
     out: dict[tuple[str, str], Any] = {}
@@ -133,7 +147,8 @@ def load_vectors(spec: dict[str, Any]) -> dict[tuple[str, str], Any]:
         from steerkit.models.loading import load_model
         from steerkit.vectors import extract_concepts
 
-        lm, tok = load_model(ex.get("text_model", "steerkit/organism-text"), text_only=True)
+        text_model = ex.get("text_model") or _profile_of(model, "vectors.extract.text_model").text_name
+        lm, tok = load_model(text_model, text_only=True)
         vecs, _ = extract_concepts(lm, tok, ex.get("concepts", ["counting"]), corpus_dir=ex.get("corpus_dir"),
                                    methods=ex.get("methods", ["mean_shift"]),
                                    n=ex.get("n"), out_dir=ex.get("out"), progress=False)
@@ -158,8 +173,8 @@ def run_config(cfg: SweepConfig, *, rank: int | None = None, world_size: int | N
     if device == "cuda" and (world_size or 1) > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank or 0))}"  # one GPU per process
     model, processor = load_model(cfg.model, dtype=cfg.dtype, device=device)
-    items = load_items(cfg.items)
-    vectors = load_vectors(cfg.vectors)
+    items = load_items(cfg.items, cfg.model)
+    vectors = load_vectors(cfg.vectors, cfg.model)
     df = sweep(model, processor, items, vectors, cfg.grid["layers"], cfg.grid["alphas"],
                cfg.grid.get("scopes", ["image"]), out_dir=cfg.out, model_name=cfg.model,
                run_name=cfg.run_name or cfg.model.replace("/", "-"), batch_size=cfg.batch_size, max_rows=cfg.max_rows,

@@ -101,11 +101,14 @@ def test_word_problem_splits_are_by_content():
         word_problems(2, split="validation")
 
 
-def test_organism_arithmetic_schema():
-    pytest.importorskip("steerkit.models.organism")
-    from steerkit.gap.problems import organism_arithmetic
+def test_profile_problems_by_name_and_auto():
+    from steerkit.gap.problems import problem_set
 
-    probs = organism_arithmetic(5, seed=0)
+    probs = problem_set("organism", 5, seed=0)
+    assert probs == problem_set("auto", 5, seed=0, model="steerkit/organism")
+    assert problem_set("auto", 3, seed=0, model="tiny/llava")[0].source == "synthetic"
+    with pytest.raises(DataError, match="unknown problem source 'nope'"):
+        problem_set("nope", 2)
     assert len(probs) == 5 and all(p.source == "organism" for p in probs)
     for p in probs:
         a, b = map(int, p.question.split("+"))
