@@ -9,11 +9,12 @@ A corpus row is one JSON line::
 are optional. :func:`validate_row` rejects rows whose spans are out of range, overlap, cut a word, or disagree with
 ``anchors``, with a :class:`~steerkit.errors.DataError` saying what to fix.
 
-The shipped corpora (``data/concepts/<concept>.jsonl``) come from :func:`generate_corpus`: seeded, from the word
-lists and templates below plus hand-written sentences. Templates mark anchors with ``[[...]]`` and fill slots
-``{name}`` from the word lists (``{^name}`` capitalises the word: anchors at sentence start). Regenerate with::
+The shipped corpora (``steerkit/data/concepts/<concept>.jsonl``, package data) come from :func:`generate_corpus`:
+seeded, from the word lists and templates below plus hand-written sentences. Templates mark anchors with
+``[[...]]`` and fill slots ``{name}`` from the word lists (``{^name}`` capitalises the word: anchors at sentence
+start). Regenerate with::
 
-    python -m steerkit.vectors.corpus data/concepts --n 240 --seed 0
+    python -m steerkit.vectors.corpus steerkit/data/concepts --n 240 --seed 0
 
 Example:
     >>> rows = generate_corpus("spatial_relation", n=5, seed=0)
@@ -33,14 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from steerkit.errors import DataError
+from steerkit.resources import packaged
 
 #: The eight concepts of the textual-steering protocol (arXiv 2505.14071), in its order.
 CONCEPTS: tuple[str, ...] = (
     "spatial_relation", "counting", "attribute", "entity", "action", "temporal", "comparison", "negation",
 )
 
-#: Where the shipped corpora live (``data/concepts`` in the repository).
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "concepts"
+_SHIPPED = ("data", "concepts")
+#: Where the shipped corpora live: ``steerkit/data/concepts``, package data of any install.
+DEFAULT_DIR = packaged(*_SHIPPED)
 
 
 @dataclass(frozen=True)
@@ -137,14 +140,20 @@ def validate_row(row: Mapping[str, Any], where: str = "row") -> ConceptSentence:
 
 
 # ------------------------------------------------------------------------------------------------ files
+def _corpus_dir(corpus_dir: str | Path | None) -> Path:
+    """``corpus_dir``, or the shipped corpora, which must exist: a missing default would otherwise look like a
+    folder without corpora (``available_concepts() == []``)."""
+    return Path(corpus_dir) if corpus_dir is not None else packaged(*_SHIPPED, must_exist=True)
+
+
 def corpus_path(concept: str, corpus_dir: str | Path | None = None) -> Path:
     """``<corpus_dir>/<concept>.jsonl`` (``corpus_dir`` defaults to :data:`DEFAULT_DIR`)."""
-    return Path(corpus_dir if corpus_dir is not None else DEFAULT_DIR) / f"{concept}.jsonl"
+    return _corpus_dir(corpus_dir) / f"{concept}.jsonl"
 
 
 def available_concepts(corpus_dir: str | Path | None = None) -> list[str]:
     """Concepts with a corpus file in ``corpus_dir``, sorted (the eight of :data:`CONCEPTS` first, in order)."""
-    found = {p.stem for p in Path(corpus_dir if corpus_dir is not None else DEFAULT_DIR).glob("*.jsonl")}
+    found = {p.stem for p in _corpus_dir(corpus_dir).glob("*.jsonl")}
     return [c for c in CONCEPTS if c in found] + sorted(found - set(CONCEPTS))
 
 

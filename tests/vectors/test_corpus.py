@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,25 @@ def test_read_jsonl_names_the_line(tmp_path):
     path.write_text(json.dumps({**good, "concept": "counting"}) + "\n")
     with pytest.raises(DataError, match="differs"):
         load_corpus("negation", tmp_path)
+
+
+def test_shipped_corpora_are_package_data():
+    """The default folder is found through importlib.resources inside the steerkit package, not beside a checkout."""
+    import importlib.resources
+
+    from steerkit.vectors.corpus import DEFAULT_DIR, corpus_path
+
+    assert DEFAULT_DIR == Path(importlib.resources.files("steerkit")) / "data" / "concepts"
+    assert corpus_path("counting") == DEFAULT_DIR / "counting.jsonl"
+    assert len(load_corpus("counting", DEFAULT_DIR / "organism")) == 240
+
+
+def test_missing_shipped_corpora_raise_instead_of_finding_none(monkeypatch):
+    """A broken install (package data left out of the wheel) names the fix; it never looks like an empty folder."""
+    import steerkit.vectors.corpus as corpus
+
+    monkeypatch.setattr(corpus, "_SHIPPED", ("data", "no-such-folder"))
+    with pytest.raises(DataError, match="package data data/no-such-folder is missing.*reinstall"):
+        available_concepts()
+    with pytest.raises(DataError, match="reinstall"):
+        load_corpus("counting")
