@@ -16,10 +16,10 @@ from steerkit.distill.train import (
     apply_lora,
     distill,
     forgetting_check,
-    load_adapter,
+    load_lora,
     lora_targets,
 )
 
 __all__ = ["SCOPES", "Collator", "DistillConfig", "DistillResult", "SFTDataset", "SFTPair", "apply_lora", "collate",
-           "distill", "encode_pair", "encode_pairs", "forgetting_check", "keep_correct", "load_adapter",
+           "distill", "encode_pair", "encode_pairs", "forgetting_check", "keep_correct", "load_lora",
            "lora_targets", "make_pairs", "sample_traces", "trace_summary"]

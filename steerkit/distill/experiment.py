@@ -9,8 +9,8 @@ also a training problem is an error (:func:`check_held_out`):
   :class:`~steerkit.tasks.schema.Item` s scored by :func:`steerkit.tasks.evaluate`).
 
 Example:
-    >>> res = self_distill_experiment(model, processor, organism_arithmetic(200, split="train"),
-    ...                               organism_arithmetic(100, split="test"), "runs/sd", ExperimentConfig())
+    >>> res = self_distill_experiment(model, processor, problem_set("organism", 200, split="train"),
+    ...                               problem_set("organism", 100, split="test"), "runs/sd", ExperimentConfig())
     >>> res["comparison"]
 """
 
@@ -106,7 +106,7 @@ def self_distill_experiment(
     is also written as parquet into ``out_dir``. Returns a dict with ``before``, ``after`` (run_gap frames),
     ``traces``, ``comparison`` (per mode: before, after, paired diff CI, McNemar p), ``forgetting`` (dict),
     ``trace_summary`` (dict), ``transfer`` (a comparison frame of the transfer task, or None), ``train_log``,
-    ``model`` and ``adapter_dir``.
+    ``model`` and ``lora_dir``.
     """
     from steerkit.tasks.stats import bootstrap_ci, mcnemar_exact, paired_bootstrap_diff
 
@@ -159,4 +159,4 @@ def self_distill_experiment(
         {"experiment": asdict(config), "traces": summary, "forgetting": forgetting}, indent=1, default=str))
     return dict(before=before, after=after, traces=traces, comparison=comparison, forgetting=forgetting,
                 trace_summary=summary, transfer=transfer, train_log=result.log, model=trained,
-                adapter_dir=result.adapter_dir)
+                lora_dir=result.lora_dir)

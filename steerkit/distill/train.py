@@ -9,13 +9,13 @@ Scopes (where LoRA goes; everything else stays frozen and bit-identical):
 - ``"lm+projector"``: those plus the vision->text projector's linear layers;
 - ``"vision"``: the vision tower's linear layers only.
 
-Training is resumable (``resume_from_checkpoint=True`` picks the last checkpoint in ``out_dir``); the adapter is
-saved with ``save_pretrained`` in ``out_dir/adapter``.
+Training is resumable (``resume_from_checkpoint=True`` picks the last checkpoint in ``out_dir``); the LoRA weights
+are saved with ``save_pretrained`` in ``out_dir/lora``.
 
 Example:
     >>> result = distill(model, processor, pairs, "runs/distill", DistillConfig(epochs=2))
     >>> model = result.model          # a PeftModel; generate_text works on it
-    >>> reloaded = load_adapter(base_model, result.adapter_dir)
+    >>> reloaded = load_lora(base_model, result.lora_dir)
 """
 
 from __future__ import annotations
@@ -117,10 +117,10 @@ def apply_lora(model: nn.Module, config: DistillConfig = DistillConfig()) -> Any
 
 @dataclass
 class DistillResult:
-    """What :func:`distill` produced: the trained PeftModel, where its adapter is, and the training log."""
+    """What :func:`distill` produced: the trained PeftModel, where its LoRA weights are, and the training log."""
 
     model: Any
-    adapter_dir: Path
+    lora_dir: Path
     log: pd.DataFrame
     n_examples: int
     steps: int
@@ -136,10 +136,10 @@ def distill(
     *,
     resume_from_checkpoint: bool | str | None = None,
 ) -> DistillResult:
-    """Fine-tune ``model`` with LoRA on ``pairs`` (loss on response tokens only) and save the adapter.
+    """Fine-tune ``model`` with LoRA on ``pairs`` (loss on response tokens only) and save the LoRA weights.
 
     ``resume_from_checkpoint``: True resumes from the last ``checkpoint-*`` in ``out_dir``, a path from that one.
-    Writes ``out_dir/adapter`` (``save_pretrained``), ``out_dir/train_log.parquet`` and ``out_dir/config.json``.
+    Writes ``out_dir/lora`` (``save_pretrained``), ``out_dir/train_log.parquet`` and ``out_dir/config.json``.
 
     Example:
         >>> res = distill(model, processor, pairs, "runs/d1", DistillConfig(max_steps=20))
@@ -190,22 +190,22 @@ def distill(
     if resume is True and not any(out_dir.glob("checkpoint-*")):
         resume = None  # nothing to resume from yet: start fresh rather than fail
     trainer.train(resume_from_checkpoint=resume)
-    adapter_dir = out_dir / "adapter"
-    peft_model.save_pretrained(str(adapter_dir))
+    lora_dir = out_dir / "lora"
+    peft_model.save_pretrained(str(lora_dir))
     log = pd.DataFrame(trainer.state.log_history)
     log.to_parquet(out_dir / "train_log.parquet", index=False)
     cfg = asdict(config) | {"n_examples": len(dataset), "steps": trainer.state.global_step}
     (out_dir / "config.json").write_text(json.dumps(cfg, indent=1, default=str))
     peft_model.eval()
     targets = sorted(next(iter(peft_model.peft_config.values())).target_modules)
-    return DistillResult(peft_model, adapter_dir, log, len(dataset), trainer.state.global_step, targets)
+    return DistillResult(peft_model, lora_dir, log, len(dataset), trainer.state.global_step, targets)
 
 
-def load_adapter(model: nn.Module, adapter_dir: str | Path) -> Any:
-    """Load a saved distillation adapter onto a fresh base ``model`` (``PeftModel.from_pretrained``), in eval mode."""
+def load_lora(model: nn.Module, lora_dir: str | Path) -> Any:
+    """Load saved distillation LoRA weights onto a fresh base ``model`` (``PeftModel.from_pretrained``), eval mode."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(adapter_dir)).eval()
+    return PeftModel.from_pretrained(model, str(lora_dir)).eval()
 
 
 def forgetting_check(comparison: pd.DataFrame, mode: str = "text") -> dict[str, Any]:

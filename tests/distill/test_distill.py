@@ -1,5 +1,5 @@
 """Self-distillation on every tiny family: response-only loss, one LoRA step that touches nothing else, scopes,
-resume, adapter round trip; trace sampling and pairing."""
+resume, LoRA-weights round trip; trace sampling and pairing."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from steerkit.distill import (
     distill,
     encode_pair,
     keep_correct,
-    load_adapter,
+    load_lora,
     lora_targets,
     make_pairs,
     sample_traces,
@@ -89,7 +89,8 @@ def test_one_step_changes_only_lora(family, tmp_path):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     pairs, _ = _pairs(3, replay=0.34)
     res = distill(model, processor, pairs, tmp_path / "run", STEP)
-    assert res.steps == 1 and (res.adapter_dir / "adapter_config.json").exists()
+    assert res.steps == 1 and res.lora_dir == tmp_path / "run" / "lora"
+    assert (res.lora_dir / "adapter_config.json").exists()  # peft's own file name
     lora_changed = 0
     for name, p in res.model.named_parameters():
         if "lora_" in name:
@@ -130,7 +131,7 @@ def test_vision_scope_freezes_the_language_model(tmp_path):
     assert all(torch.equal(v, lm_before[k]) for k, v in lm.state_dict().items())
 
 
-def test_resume_and_adapter_round_trip(tmp_path):
+def test_resume_and_lora_round_trip(tmp_path):
     model, processor = _fresh("llava")
     pairs, _ = _pairs(3)
     cfg = DistillConfig(**{**STEP.__dict__, "max_steps": 2, "save_steps": 1, "per_device_batch": 1,
@@ -143,9 +144,9 @@ def test_resume_and_adapter_round_trip(tmp_path):
     assert resumed.steps == 3
     steps_logged = [s for s in resumed.log.get("step", pd.Series(dtype=float)).dropna()]
     assert min(steps_logged) >= 3, "resumed training must start after the checkpoint, not at step 1"
-    # The saved adapter reproduces the trained model's outputs on a fresh base model.
+    # The saved LoRA weights reproduce the trained model's outputs on a fresh base model.
     base, _ = _fresh("llava")
-    reloaded = load_adapter(base, resumed.adapter_dir)
+    reloaded = load_lora(base, resumed.lora_dir)
     batch = collate([encode_pair(model2, processor, pairs[0])], 0, response_fills(processor))
     with torch.no_grad():
         a = resumed.model(**batch).logits

@@ -48,7 +48,8 @@ def test_experiment_end_to_end(monkeypatch, tmp_path):
     assert res["trace_summary"]["train_steps"] == 1
     for name in ("before", "after", "traces", "comparison"):
         assert not pd.read_parquet(tmp_path / f"{name}.parquet").empty
-    assert (tmp_path / "summary.json").exists() and (res["adapter_dir"] / "adapter_config.json").exists()
+    assert (tmp_path / "summary.json").exists() and (res["lora_dir"] / "adapter_config.json").exists()
+    assert res["lora_dir"] == tmp_path / "train" / "lora"
 
 
 def test_experiment_refuses_test_problems_that_are_training_problems(tmp_path):

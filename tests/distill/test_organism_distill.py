@@ -13,7 +13,7 @@ import pytest
 def _shipped_organism():
     from steerkit.models.loading import load_model
 
-    # The shipped organism is part of the repository: a missing one fails (OrganismNotBuiltError), never skips.
+    # The shipped organism is part of the repository: a missing one fails (ModelNotBuiltError), never skips.
     return load_model("steerkit/organism")
 
 
@@ -23,12 +23,12 @@ def test_organism_self_distillation_paired(tmp_path):
 
     from steerkit.distill import DistillConfig
     from steerkit.distill.experiment import ExperimentConfig, self_distill_experiment
-    from steerkit.gap.problems import organism_arithmetic
+    from steerkit.gap.problems import problem_set
 
     torch.manual_seed(0)
     model, processor = _shipped_organism()
-    train = organism_arithmetic(24, seed=0, split="train")
-    test = organism_arithmetic(24, seed=0, split="test")
+    train = problem_set("organism", 24, seed=0, split="train")
+    test = problem_set("organism", 24, seed=0, split="test")
     cfg = ExperimentConfig(k=2, temperature=0.7, max_new_tokens=48, batch_size=48, n_boot=500,
                            distill=DistillConfig(max_steps=4, per_device_batch=8, effective_batch=8,
                                                  save_steps=1000, logging_steps=1))
@@ -59,12 +59,12 @@ def test_organism_self_distillation_raises_image_mode(tmp_path):
 
     from steerkit.distill import DistillConfig
     from steerkit.distill.experiment import ExperimentConfig, self_distill_experiment
-    from steerkit.gap.problems import organism_arithmetic
+    from steerkit.gap.problems import problem_set
 
     torch.manual_seed(0)
     model, processor = _shipped_organism()
-    train = organism_arithmetic(GUARD["n_train"], seed=0, split="train")
-    test = organism_arithmetic(GUARD["n_test"], seed=1, split="test")
+    train = problem_set("organism", GUARD["n_train"], seed=0, split="train")
+    test = problem_set("organism", GUARD["n_test"], seed=1, split="test")
     # Held out: no test addition, nor its commuted form, is a training addition.
     trained = {frozenset((p.extra["a"], p.extra["b"])) for p in train}
     assert not [p.question for p in test if frozenset((p.extra["a"], p.extra["b"])) in trained]
