@@ -50,5 +50,5 @@ class SelectionError(SteerkitError, ValueError):
     """A best-cell selection that would report in-sample numbers as held-out ones (no train or no test split)."""
 
 
-class OrganismNotBuiltError(SteerkitError, FileNotFoundError):
-    """The organism's folder lacks a trained model; the message names the command that builds it."""
+class ModelNotBuiltError(SteerkitError, FileNotFoundError):
+    """An embedded model's folder lacks its trained weights; the message names the command that builds them."""

@@ -13,8 +13,6 @@ from steerkit.models import organism
 from steerkit.models.organism import tokenizer as tk
 from steerkit.models.organism import world as w
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 # ------------------------------------------------------------------------------------------------ world
 @pytest.mark.parametrize("task", w.TASKS)
@@ -68,6 +66,23 @@ def test_arithmetic_traces_and_rendering():
     assert (arr[32:, :] == 255).all() and (arr[16:32, 16 * (len(q) - 4):] == 255).all()
 
 
+def test_arithmetic_renders_with_the_project_font_registry():
+    """The organism draws with steerkit.render.fonts (no registry of its own): every registered font renders, with
+    the registry's glyph, and an unknown name fails with the registry's error listing the available fonts."""
+    from PIL import Image, ImageDraw
+
+    from steerkit.errors import RenderError
+    from steerkit.render.fonts import available_fonts, load_font
+
+    assert {organism.TRAIN_FONT, *organism.UNSEEN_FONTS} <= set(available_fonts())
+    for name in available_fonts():
+        expected = Image.new("RGB", (64, 64), (255, 255, 255))
+        ImageDraw.Draw(expected).text((8.0, 8.0), "7", fill=(0, 0, 0), font=load_font(name, 15), anchor="mm")
+        assert organism.render_arithmetic("7", font=name).tobytes() == expected.tobytes(), name
+    with pytest.raises(RenderError, match=r"unknown font 'no-such-font'; available: \[.*'noto-sans'"):
+        organism.render_arithmetic("1+1", font="no-such-font")
+
+
 def test_world_splits_are_by_content():
     """Every scene and addition lands in its content's split, so train and test never share one."""
     from steerkit.errors import DataError
@@ -95,7 +110,7 @@ def test_world_splits_are_by_content():
 
 @pytest.mark.parametrize("concept", ["spatial_relation", "counting", "attribute", "size"])
 def test_concept_corpora_files(concept):
-    path = REPO / "data" / "concepts" / "organism" / f"{concept}.jsonl"
+    path = organism.SHIPPED_DIR.parent / "concepts" / "organism" / f"{concept}.jsonl"  # beside the shipped build
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(rows) >= 200 and len({r["text"] for r in rows}) == len(rows)
     regenerated = w.concept_sentences(concept, len(rows), seed=0)
@@ -109,9 +124,9 @@ def test_concept_corpora_files(concept):
 
 # ------------------------------------------------------------------------------------------------ tokenizer
 def test_tokenizer_pieces():
-    from steerkit.models.organism.train import _tokenizer_corpus
+    from steerkit.models.organism.data import tokenizer_corpus
 
-    tok = tk.train_tokenizer(_tokenizer_corpus(0, 200))
+    tok = tk.train_tokenizer(tokenizer_corpus(0, 200))
     pieces = tok.convert_ids_to_tokens(tok("(A) 47 <answer>85</answer>")["input_ids"])
     assert pieces[:4] == ["<bos>", "(", "A", ")"]
     assert "<answer>" in pieces and "</answer>" in pieces and {"4", "7", "8", "5"} <= set(pieces)
@@ -164,27 +179,27 @@ def test_fast_build_is_deterministic(smoke_build, tmp_path):
 
 
 def test_load_on_a_missing_build_names_the_build_command(tmp_path, monkeypatch):
-    from steerkit.models.organism import train
+    from steerkit.models.organism import recipe
 
     def trained_unasked(*args, **kwargs):
         raise AssertionError("the organism was trained without being asked")
 
-    monkeypatch.setattr(train, "build", trained_unasked)
+    monkeypatch.setattr(recipe, "build", trained_unasked)
     missing = tmp_path / "nowhere"
     for load in (organism.load, organism.load_text_lm):
-        with pytest.raises(organism.OrganismNotBuiltError,
+        with pytest.raises(organism.ModelNotBuiltError,
                            match=f"python -m steerkit.models.organism build {missing}"):
             load(missing)
     monkeypatch.setenv(organism.ENV_VAR, str(missing))
     from steerkit.models.loading import load_model
 
-    with pytest.raises(organism.OrganismNotBuiltError, match="build_if_missing=True"):
+    with pytest.raises(organism.ModelNotBuiltError, match="build_if_missing=True"):
         load_model("steerkit/organism")
     assert not missing.exists()
 
 
 def test_build_if_missing_trains_only_when_asked(tmp_path, monkeypatch):
-    from steerkit.models.organism import train
+    from steerkit.models.organism import recipe
 
     calls = []
 
@@ -193,13 +208,13 @@ def test_build_if_missing_trains_only_when_asked(tmp_path, monkeypatch):
         (Path(path) / "mllm").mkdir(parents=True)
         (Path(path) / "mllm" / "config.json").write_text("{}")
 
-    monkeypatch.setattr(train, "build", fake_build)
+    monkeypatch.setattr(recipe, "build", fake_build)
     assert organism._ensure(tmp_path / "x", "mllm", build_if_missing=True) == tmp_path / "x"
     assert calls == [tmp_path / "x"]
 
 
 def test_grounding_loss_is_zero_at_the_target():
-    from steerkit.models.organism.train import grounding_loss
+    from steerkit.models.organism.loop import grounding_loss
 
     embed = torch.nn.Embedding(10, 4)
     cells = [{0: [1, 2], 3: [5]}]
@@ -213,9 +228,9 @@ def test_grounding_loss_is_zero_at_the_target():
 # ------------------------------------------------------------------------------------------------ shipped
 @pytest.fixture(scope="module")
 def shipped():
-    if not (organism.REPO_DIR / "mllm" / "config.json").exists():
-        pytest.fail("data/organism has no shipped organism; run: python -m steerkit.models.organism build")
-    return organism.load(organism.REPO_DIR)
+    if not (organism.SHIPPED_DIR / "mllm" / "config.json").exists():
+        pytest.fail("steerkit/data/organism has no shipped organism; run: python -m steerkit.models.organism build")
+    return organism.load(organism.SHIPPED_DIR)
 
 
 def test_shipped_organism_image_tokens(shipped):
@@ -246,22 +261,22 @@ def test_shipped_organism_image_tokens(shipped):
 def recorded():
     import pandas as pd
 
-    return pd.read_parquet(organism.REPO_DIR / "metrics.parquet")
+    return pd.read_parquet(organism.SHIPPED_DIR / "metrics.parquet")
 
 
 @pytest.fixture(scope="module")
 def remeasured(shipped, recorded):
-    """The shipped organism evaluated again on its held-out sets (``train.evaluate``, as the build did)."""
-    from steerkit.models.organism.train import evaluate
+    """The shipped organism evaluated again on its held-out sets (``evaluation.evaluate``, as the build did)."""
+    from steerkit.models.organism.evaluation import evaluate
 
     model, processor = shipped
-    lm, _ = organism.load_text_lm(organism.REPO_DIR)
+    lm, _ = organism.load_text_lm(organism.SHIPPED_DIR)
     return evaluate(model, processor, lm, n=int(recorded["n"].max()))
 
 
 @pytest.mark.slow
 def test_shipped_accuracies_match_their_record(recorded, remeasured):
-    """Headline guard: every accuracy of data/organism/metrics.parquet (text and image mode per task, arithmetic
+    """Headline guard: every accuracy of steerkit/data/organism/metrics.parquet (text and image mode per task, arithmetic
     per font) is what the shipped weights score now, within the recorded 95% CI."""
     key = ["model", "task", "mode", "font"]
     both = recorded.merge(remeasured, on=key, how="outer", suffixes=("_rec", "_now"), indicator=True)
@@ -290,9 +305,9 @@ def test_shipped_arithmetic_gap(recorded, remeasured):
 def test_shipped_text_lm_loads(shipped):
     from transformers import LlamaForCausalLM
 
-    lm, tok = organism.load_text_lm(organism.REPO_DIR)
+    lm, tok = organism.load_text_lm(organism.SHIPPED_DIR)
     model, processor = shipped
     assert isinstance(lm, LlamaForCausalLM)
     assert tok.get_vocab() == processor.tokenizer.get_vocab()
-    size = sum(p.stat().st_size for p in organism.REPO_DIR.rglob("*") if p.is_file())
-    assert size <= 25 * 2**20, f"data/organism is {size / 2**20:.1f} MB; the budget is 25 MB"
+    size = sum(p.stat().st_size for p in organism.SHIPPED_DIR.rglob("*") if p.is_file())
+    assert size <= 25 * 2**20, f"steerkit/data/organism is {size / 2**20:.1f} MB; the budget is 25 MB"

@@ -1,8 +1,8 @@
 """Held-out sets are held out: every training stream of the organism's build, regenerated at its real seeds and
-sizes (the shipped config in data/organism/build.json, through the functions train.py trains on), shares no
+sizes (the config recorded in the shipped build.json, through the functions the build trains on), shares no
 problem with any evaluation set; and the other generators' train and test sets are disjoint.
 
-The evaluation sets checked: the organism's metrics (``train.evaluate``: scene questions and additions at
+The evaluation sets checked: the organism's metrics (``evaluation.evaluate``: scene questions and additions at
 ``EVAL_SEED``, which the headline-guard tests re-score), the self-distillation sets of docs/distill.md (600 train /
 200 test additions, scene questions for transfer, seed 0) and of the distillation guard test, synthetic CV-Bench
 items and synthetic word problems.
@@ -11,34 +11,34 @@ items and synthetic word problems.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from steerkit.gap.problems import organism_arithmetic, word_problems
-from steerkit.models.organism import train as tr
+from steerkit.gap.problems import problem_set, word_problems
+from steerkit.models.organism import SHIPPED_DIR
 from steerkit.models.organism import world as w
-
-REPO = Path(__file__).resolve().parents[2]
+from steerkit.models.organism.config import OrganismConfig
+from steerkit.models.organism.data import stream_plan, tokenizer_corpus, training_content
+from steerkit.models.organism.evaluation import EVAL_SEED
 
 # Seeds and sizes of the evaluation sets docs/distill.md reports (notebook 06 with its documented parameters).
 DISTILL = dict(seed=0, n_train=600, n_test=200, transfer_per_task=50)
 
 
-def _shipped_config() -> tr.OrganismConfig:
-    info = json.loads((REPO / "data" / "organism" / "build.json").read_text())
-    return tr.OrganismConfig(**info["config"])
+def _shipped_config() -> OrganismConfig:
+    info = json.loads((SHIPPED_DIR / "build.json").read_text())
+    return OrganismConfig(**info["config"])
 
 
 @pytest.fixture(scope="module")
-def cfg() -> tr.OrganismConfig:
+def cfg() -> OrganismConfig:
     return _shipped_config()
 
 
 @pytest.fixture(scope="module")
 def streams(cfg):
     """The content of every training stream of the build, at full size."""
-    return tr.training_content(cfg)
+    return training_content(cfg)
 
 
 def _plain_description(text: str) -> str | None:
@@ -61,23 +61,23 @@ def _training_pairs(streams) -> set[tuple[int, int]]:
 
 
 def _eval_questions(cfg) -> dict[str, list[w.SceneQuestion]]:
-    sets = {f"metrics/{t}": w.scene_questions(t, cfg.eval_n, seed=tr.EVAL_SEED, split="test") for t in w.TASKS}
+    sets = {f"metrics/{t}": w.scene_questions(t, cfg.eval_n, seed=EVAL_SEED, split="test") for t in w.TASKS}
     sets |= {f"distill-transfer/{t}": w.scene_questions(t, DISTILL["transfer_per_task"], seed=DISTILL["seed"],
                                                         split="test") for t in w.TASKS}
     return sets
 
 
 def _eval_arithmetic(cfg) -> dict[str, list[dict]]:
-    sets = {"metrics": w.arithmetic_problems(cfg.eval_n, seed=tr.EVAL_SEED, split="test"),
+    sets = {"metrics": w.arithmetic_problems(cfg.eval_n, seed=EVAL_SEED, split="test"),
             "distill-test": [p.extra | {"question": p.question} for p in
-                             organism_arithmetic(DISTILL["n_test"], seed=DISTILL["seed"], split="test")]}
+                             problem_set("organism", DISTILL["n_test"], seed=DISTILL["seed"], split="test")]}
     sets["distill-guard"] = w.arithmetic_problems(100, seed=1, split="test")  # tests/distill/test_organism_distill
     return sets
 
 
 def test_streams_are_the_real_build(cfg, streams):
     """The regenerated streams have the sizes the build trains on (so the check below covers all of it)."""
-    plan = tr.stream_plan(cfg)
+    plan = stream_plan(cfg)
     assert set(streams) == {"text_lm", "mllm_image", "mllm_replay"}
     for name, content in streams.items():
         assert len(content.questions) + len(content.arithmetic) + len(content.plain) == plan[name]["n"], name
@@ -103,7 +103,7 @@ def test_no_evaluation_addition_is_in_any_training_stream(cfg, streams):
 
 
 def test_tokenizer_corpus_holds_no_test_problem(cfg):
-    corpus = tr._tokenizer_corpus(cfg.seed, 3000)
+    corpus = tokenizer_corpus(cfg.seed, 3000)
     texts = set(corpus)
     scenes = {d for t in corpus if (d := _plain_description(t))}
     for name, questions in _eval_questions(cfg).items():
@@ -114,8 +114,8 @@ def test_tokenizer_corpus_holds_no_test_problem(cfg):
 
 
 def test_distillation_train_and_test_additions_are_disjoint():
-    train = organism_arithmetic(DISTILL["n_train"], seed=DISTILL["seed"], split="train")
-    test = organism_arithmetic(DISTILL["n_test"], seed=DISTILL["seed"], split="test")
+    train = problem_set("organism", DISTILL["n_train"], seed=DISTILL["seed"], split="train")
+    test = problem_set("organism", DISTILL["n_test"], seed=DISTILL["seed"], split="test")
     pairs = {tuple(sorted((p.extra["a"], p.extra["b"]))) for p in train}
     shared = [p.question for p in test if tuple(sorted((p.extra["a"], p.extra["b"]))) in pairs]
     assert not shared, f"{len(shared)}/{len(test)} distillation test problems are training problems: {shared[:5]}"

@@ -1,6 +1,6 @@
 """The model organism: a tiny text LM and a LLaVA-class MLLM built from it, trained by steerkit on a procedural
 world of coloured shapes and two-digit additions (CPU, minutes). It is the embedded default model of steerkit
-(``load_model("steerkit/organism")``); trained weights ship in ``data/organism/``.
+(``load_model("steerkit/organism")``); trained weights ship inside the package, in ``steerkit/data/organism/``.
 
 Example:
     >>> from steerkit.models import organism
@@ -16,10 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from steerkit.errors import OrganismNotBuiltError
+from steerkit.errors import ModelNotBuiltError
 from steerkit.models.organism.world import (
     CONCEPTS,
-    FONTS,
     TASKS,
     TRAIN_FONT,
     UNSEEN_FONTS,
@@ -30,15 +29,17 @@ from steerkit.models.organism.world import (
     world_items,
     write_concept_corpora,
 )
+from steerkit.resources import packaged
 
 ENV_VAR = "STEERKIT_ORGANISM_DIR"
-REPO_DIR = Path(__file__).resolve().parents[3] / "data" / "organism"
+#: The shipped build: package data (steerkit/data/organism), found wherever steerkit is installed.
+SHIPPED_DIR = packaged("data", "organism")
 
 
 def default_dir() -> Path:
-    """Where the organism is loaded from: ``$STEERKIT_ORGANISM_DIR`` if set, else ``data/organism`` in the repo."""
+    """Where the organism is loaded from: ``$STEERKIT_ORGANISM_DIR`` if set, else :data:`SHIPPED_DIR` (shipped)."""
     env = os.environ.get(ENV_VAR)
-    return Path(env) if env else REPO_DIR
+    return Path(env) if env else SHIPPED_DIR
 
 
 def build_command(path: str | Path) -> str:
@@ -48,15 +49,15 @@ def build_command(path: str | Path) -> str:
 
 def _ensure(path: str | Path | None, part: str, build_if_missing: bool = False) -> Path:
     """``path`` (default :func:`default_dir`) when its ``part`` is built; else build it there if asked, or raise
-    :class:`OrganismNotBuiltError` (training takes minutes: it never starts unasked)."""
+    :class:`ModelNotBuiltError` (training takes minutes: it never starts unasked)."""
     path = Path(path) if path is not None else default_dir()
     if not (path / part / "config.json").exists():
         if not build_if_missing:
-            raise OrganismNotBuiltError(
+            raise ModelNotBuiltError(
                 f"no trained organism in {path} ({part}/config.json is missing). Build it with "
                 f"`{build_command(path)}` (~10 min on 2 CPU cores), or call load(path, build_if_missing=True); "
                 f"set ${ENV_VAR} to load one built elsewhere")
-        from steerkit.models.organism.train import build
+        from steerkit.models.organism.recipe import build
 
         build(path)
     return path
@@ -65,7 +66,7 @@ def _ensure(path: str | Path | None, part: str, build_if_missing: bool = False) 
 def load(path: str | Path | None = None, *, build_if_missing: bool = False) -> tuple[Any, Any]:
     """The organism MLLM and its processor: ``(LlavaForConditionalGeneration, LlavaProcessor)`` in eval mode.
 
-    Loads from ``path`` (default: :func:`default_dir`). A missing build raises :class:`OrganismNotBuiltError`
+    Loads from ``path`` (default: :func:`default_dir`). A missing build raises :class:`ModelNotBuiltError`
     naming the build command, unless ``build_if_missing=True`` (then it trains there first, minutes on a CPU).
     """
     from transformers import LlavaForConditionalGeneration, LlavaProcessor
@@ -79,7 +80,7 @@ def load(path: str | Path | None = None, *, build_if_missing: bool = False) -> t
 def load_text_lm(path: str | Path | None = None, *, build_if_missing: bool = False) -> tuple[Any, Any]:
     """The organism's text-only LM and tokenizer: ``(LlamaForCausalLM, PreTrainedTokenizerFast)`` in eval mode.
 
-    A missing build raises :class:`OrganismNotBuiltError` unless ``build_if_missing=True`` (see :func:`load`).
+    A missing build raises :class:`ModelNotBuiltError` unless ``build_if_missing=True`` (see :func:`load`).
     """
     from transformers import AutoTokenizer, LlamaForCausalLM
 
@@ -90,18 +91,18 @@ def load_text_lm(path: str | Path | None = None, *, build_if_missing: bool = Fal
 
 
 def build(cache_dir: str | Path, seed: int = 0, fast: bool = False) -> Path:
-    """Train the organism into ``cache_dir`` (see :func:`steerkit.models.organism.train.build`)."""
-    from steerkit.models.organism.train import build as _build
+    """Train the organism into ``cache_dir`` (see :func:`steerkit.models.organism.recipe.build`)."""
+    from steerkit.models.organism.recipe import build as _build
 
     return _build(cache_dir, seed=seed, fast=fast)
 
 
 def remeasure(path: str | Path | None = None, n: int | None = None) -> Any:
     """Evaluate the build in ``path`` on its held-out sets again and rewrite ``path/metrics.parquet``; returns the
-    table (see :func:`steerkit.models.organism.train.evaluate`). ``n`` defaults to the build's ``eval_n``."""
+    table (see :func:`steerkit.models.organism.evaluation.evaluate`). ``n`` defaults to the build's ``eval_n``."""
     import json
 
-    from steerkit.models.organism.train import evaluate
+    from steerkit.models.organism.evaluation import evaluate
 
     path = Path(path) if path is not None else default_dir()
     info = json.loads((path / "build.json").read_text()) if (path / "build.json").exists() else {}
@@ -115,7 +116,7 @@ def remeasure(path: str | Path | None = None, n: int | None = None) -> Any:
 
 
 __all__ = [
-    "CONCEPTS", "ENV_VAR", "FONTS", "TASKS", "TRAIN_FONT", "UNSEEN_FONTS", "OrganismNotBuiltError",
+    "CONCEPTS", "ENV_VAR", "TASKS", "TRAIN_FONT", "UNSEEN_FONTS", "ModelNotBuiltError",
     "arithmetic_problems", "build", "build_command", "concept_sentences", "default_dir", "load", "load_text_lm",
     "remeasure", "render_arithmetic", "render_scene", "world_items", "write_concept_corpora",
 ]

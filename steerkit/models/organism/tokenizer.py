@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
+
+from steerkit.models.bpe import train_byte_bpe, wrap_fast
 
 PAD, BOS, EOS, UNK, IMAGE = "<pad>", "<bos>", "<eos>", "<unk>", "<image>"
 ANSWER_TOKENS = ("<answer>", "</answer>")
@@ -44,31 +45,9 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = 512) -> PreTrainedT
         >>> tok.convert_ids_to_tokens(tok("(A) 47")["input_ids"])[:4]
         ['<bos>', '(', 'A', ')']
     """
-    tok = Tokenizer(models.BPE(unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[PAD, BOS, EOS, UNK, IMAGE],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(corpus, trainer=trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, tok.token_to_id(BOS))]
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=BOS,
-        eos_token=EOS,
-        pad_token=PAD,
-        unk_token=UNK,
-        model_input_names=["input_ids", "attention_mask"],
-        padding_side="left",
-        extra_special_tokens={"image_token": IMAGE},
-    )
+    tok = train_byte_bpe(corpus, vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS, UNK, IMAGE], unk=UNK,
+                         split_digits=True, prepend=BOS)
+    fast = wrap_fast(tok, bos=BOS, eos=EOS, pad=PAD, unk=UNK, extra={"image_token": IMAGE})
     fast.add_tokens(list(ANSWER_TOKENS))
     fast.chat_template = CHAT_TEMPLATE
     return fast

@@ -42,8 +42,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
-import importlib.resources
 import json
 import random
 import zlib
@@ -52,9 +50,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from steerkit.errors import DataError, RenderError
+from steerkit.render.fonts import load_font
 from steerkit.tasks.schema import LETTERS, Item
 from steerkit.tasks.splits import check_split, content_split
 
@@ -82,15 +81,8 @@ SCENE_PREFIX = "The image shows: "
 ARITH_TEXT_PROMPT = "Think step by step and give the answer as <answer>...</answer>. Compute {q} ."
 ARITH_IMAGE_PROMPT = "Think step by step and give the answer as <answer>...</answer>. Compute the sum in the image ."
 
-# Fonts: the organism reads arithmetic in the training font; the others are unseen during training.
-FONTS: dict[str, tuple[str, str]] = {
-    "noto-sans": ("fontpkg_noto_sans", "NotoSans[wdth,wght].ttf"),
-    "noto-serif": ("fontpkg_noto_serif", "NotoSerif[wdth,wght].ttf"),
-    "ibm-plex-mono": ("fontpkg_ibm_plex_mono", "IBMPlexMono-Regular.ttf"),
-    "roboto-mono": ("fontpkg_roboto_mono", "RobotoMono[wght].ttf"),
-    "caveat": ("fontpkg_caveat", "Caveat[wght].ttf"),
-    "kalam": ("fontpkg_kalam", "Kalam-Regular.ttf"),
-}
+# Fonts (names of steerkit.render.fonts, which renders any of its fonts): the organism reads arithmetic in the
+# training font; the unseen ones are never trained on (its metrics table measures these).
 TRAIN_FONT = "noto-sans"
 UNSEEN_FONTS: tuple[str, ...] = ("noto-serif", "ibm-plex-mono", "caveat")
 
@@ -385,31 +377,12 @@ def arithmetic_problems(n: int, seed: int = 0, split: str = "test") -> list[dict
     return out
 
 
-@functools.cache
-def font_path(font: str) -> Path:
-    """Path of one of the packaged fonts (:data:`FONTS`)."""
-    if font not in FONTS:
-        raise RenderError(f"unknown font {font!r}; choose one of {sorted(FONTS)} (fontpkg-* wheels)")
-    package, filename = FONTS[font]
-    try:
-        path = Path(str(importlib.resources.files(package) / "files" / filename))
-    except ModuleNotFoundError as exc:
-        raise RenderError(f"font {font!r} needs the {package.replace('_', '-')} wheel: pip install it") from exc
-    if not path.exists():
-        raise RenderError(f"font file {path} is missing; reinstall {package.replace('_', '-')}")
-    return path
-
-
-@functools.cache
-def _font(font: str, size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(font_path(font)), size)
-
-
 def render_arithmetic(question: str, font: str = TRAIN_FONT, *, seed: int | str = 0, size: int = 15,
                       jitter: int = 0) -> Image.Image:
     """Render a short text (an arithmetic question) one character per 16-pixel grid cell, raster order.
 
-    At most 16 characters fit. ``font`` is a key of :data:`FONTS` (the organism trains on ``noto-sans``);
+    At most 16 characters fit. ``font`` is any font of :mod:`steerkit.render.fonts` (an unknown name raises
+    :class:`~steerkit.errors.RenderError` listing them; the organism trains on ``noto-sans``, :data:`TRAIN_FONT`);
     ``jitter`` shifts each glyph by up to that many pixels (rendering RNG named by ``seed``).
 
     Example:
@@ -421,7 +394,7 @@ def render_arithmetic(question: str, font: str = TRAIN_FONT, *, seed: int | str 
     rng = _rng("render-text", seed)
     img = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (255, 255, 255))
     draw = ImageDraw.Draw(img)
-    f = _font(font, size)
+    f = load_font(font, size)
     for i, ch in enumerate(question):
         if ch == " ":
             continue
