@@ -17,10 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from steerkit.models.adapters import attach_processor
+from steerkit.models.bpe import train_byte_bpe, wrap_fast
 
 FAMILIES: tuple[str, ...] = (
     "paligemma",
@@ -80,37 +80,8 @@ def _tokenizer(
 ) -> PreTrainedTokenizerFast:
     """Train a small byte-level BPE in-process and wrap it as a fast tokenizer with ``specials`` added."""
     base = [t for t in dict.fromkeys([pad, bos, eos, *([unk] if unk else [])])]
-    tok = Tokenizer(models.BPE(unk_token=unk))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=base,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    if add_bos:
-        # Prepend BOS like the real families' tokenizers do.
-        from tokenizers import processors
-
-        bos_id = tok.token_to_id(bos)
-        tok.post_processor = processors.TemplateProcessing(
-            single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, bos_id)]
-        )
-    kwargs: dict[str, Any] = dict(
-        tokenizer_object=tok,
-        bos_token=bos,
-        eos_token=eos,
-        pad_token=pad,
-        model_input_names=["input_ids", "attention_mask"],
-        padding_side="left",
-    )
-    if unk:
-        kwargs["unk_token"] = unk
-    if extra:
-        kwargs["extra_special_tokens"] = extra
-    fast = PreTrainedTokenizerFast(**kwargs)
+    tok = train_byte_bpe(_CORPUS * 4, vocab_size=400, special_tokens=base, unk=unk, prepend=bos if add_bos else None)
+    fast = wrap_fast(tok, bos=bos, eos=eos, pad=pad, unk=unk, extra=extra)
     new = [s for s in specials if s not in fast.get_vocab()]
     if new:
         fast.add_special_tokens({"additional_special_tokens": new}, replace_extra_special_tokens=False)

@@ -15,7 +15,7 @@ Example ``sweep.yaml``::
       paths: []                       # saved SteeringVector folders, and/or:
       extract:
         text_model: steerkit/organism-text  # optional; default: the text LM of the model's profile
-        corpus_dir: data/concepts/organism   # optional; default data/concepts
+        corpus_dir: steerkit/data/concepts/organism  # optional; default: the shipped English corpora
         concepts: [counting, spatial_relation]
         methods: [mean_shift]
         n: 60                         # sentences per concept

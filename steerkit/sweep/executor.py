@@ -4,9 +4,9 @@ Modes (:class:`~steerkit.sweep.plan.SweepRequest` ``mode``):
 
 * ``"replay"``: per item batch, one unsteered forward records each grid layer's input and the vision tower's
   output (:func:`steerkit.sweep.replay.capture`); each (vector, layer) then replays only layers l.. over rows
-  that repeat the items for every strength x scope (:func:`steerkit.sweep.replay.replay_logits`).
+  that repeat the items for every strength x scope (:func:`steerkit.sweep.replay.steered_logits` with a capture).
 * ``"replay_vision"``: the same, recomputing the vision tower.
-* ``"full"``: a fresh steered forward per group of cells (:func:`steerkit.sweep.replay.full_logits`).
+* ``"full"``: a fresh steered forward per group of cells (:func:`steerkit.sweep.replay.steered_logits` without one).
 * ``"auto"``: the first steered group is checked against a full forward (:func:`steerkit.sweep.replay.self_check`,
   once per model object and dtype); the exact mode is used from then on, with a warning when it is not "replay".
 
@@ -118,10 +118,8 @@ class Executor:
         pos = torch.cat([masks[s] for s, _ in group])
         if self.mode == "auto":
             self.mode = verified_mode(self.model, inputs, cap, layer, vector, alpha, pos, self.atol, b)
-        if self.mode == "full":
-            return rp.full_logits(self.model, inputs, layer, r, vector, alpha, pos)
-        return rp.replay_logits(self.model, inputs, cap, layer, r, vector, alpha, pos,
-                                stub_vision=self.mode == "replay")
+        return rp.steered_logits(self.model, inputs, layer, r, vector, alpha, pos,
+                                 cap=None if self.mode == "full" else cap, stub_vision=self.mode == "replay")
 
 
 __all__ = ["Executor", "verified_mode"]

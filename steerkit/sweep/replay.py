@@ -6,7 +6,7 @@ is the same for every (vector, strength, scope). :func:`capture` runs one real f
 * the input hidden state of every layer in the grid (a forward pre-hook on each layer), and
 * the output of the vision tower (a forward hook on the adapter's vision modules),
 
-and :func:`replay_logits` then runs the *real* top-level forward on a batch whose rows repeat the items (tiled:
+and :func:`steered_logits` then runs the *real* top-level forward on a batch whose rows repeat the items (tiled:
 row ``r * B + b`` is item ``b``), with
 
 * layers 0..l-1 replaced by identity stand-ins (nothing computed),
@@ -21,7 +21,7 @@ full forwards where it does not hold.
 
 Example:
     >>> cap = capture(model, inputs, layers=[3, 5])
-    >>> logits = replay_logits(model, inputs, cap, layer=5, repeats=6, vector=v, alpha=alphas, positions=pos)
+    >>> logits = steered_logits(model, inputs, layer=5, repeats=6, vector=v, alpha=alphas, positions=pos, cap=cap)
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def _hidden_arg(args: tuple, kwargs: dict) -> torch.Tensor:
 
 @torch.no_grad()
 def capture(model: nn.Module, inputs: Mapping[str, Any], layers: Sequence[int]) -> Capture:
-    """One unsteered forward that records what :func:`replay_logits` needs for ``layers``.
+    """One unsteered forward that records what :func:`steered_logits` needs for ``layers``.
 
     Example:
         >>> cap = capture(model, adapter_for(model).build_inputs(processor, prompts, images), layers=[2, 4])
@@ -198,43 +198,32 @@ def _replaying(model: nn.Module, cap: Capture, layer: int, repeats: int, stub_vi
 
 
 @torch.no_grad()
-def replay_logits(
+def steered_logits(
     model: nn.Module,
     inputs: Mapping[str, Any],
-    cap: Capture,
     layer: int,
     repeats: int,
     vector: torch.Tensor,
     alpha: torch.Tensor,
     positions: torch.Tensor,
     *,
+    cap: Capture | None = None,
     stub_vision: bool = True,
 ) -> torch.Tensor:
-    """Last-position logits [B * repeats, V] of the steered forward, recomputing only layers ``layer``..
+    """Last-position logits [B * repeats, V] of the steered forward on the tiled batch.
 
     ``inputs`` are the item batch's (untiled) inputs; ``alpha`` [B * repeats] and ``positions``
-    [B * repeats, S] give each tiled row its strength and steered positions.
+    [B * repeats, S] give each tiled row its strength and steered positions. With a :class:`Capture` ``cap`` only
+    layers ``layer``.. are recomputed (the replay); without one it is a fresh full forward (the reference and the
+    fallback).
     """
     tiled = tile_inputs(inputs, repeats)
+    if cap is None:
+        with steer(model, {layer: vector}, alpha=alpha, positions=positions):
+            return last_logits(model, tiled)
     with _replaying(model, cap, layer, repeats, stub_vision):
         with steer(model, {layer: vector}, alpha=alpha, positions=positions):
             return last_logits(model, tiled)
-
-
-@torch.no_grad()
-def full_logits(
-    model: nn.Module,
-    inputs: Mapping[str, Any],
-    layer: int,
-    repeats: int,
-    vector: torch.Tensor,
-    alpha: torch.Tensor,
-    positions: torch.Tensor,
-) -> torch.Tensor:
-    """The same quantity as :func:`replay_logits` from a fresh full forward (the reference and the fallback)."""
-    tiled = tile_inputs(inputs, repeats)
-    with steer(model, {layer: vector}, alpha=alpha, positions=positions):
-        return last_logits(model, tiled)
 
 
 def self_check(
@@ -253,10 +242,10 @@ def self_check(
     Returns "replay" (layers and vision skipped), "replay_vision" (layers skipped, vision recomputed) or "full"
     (no prefix cache: every cell is a fresh forward).
     """
-    ref = torch.log_softmax(full_logits(model, inputs, layer, repeats, vector, alpha, positions).float(), -1)
+    ref = torch.log_softmax(steered_logits(model, inputs, layer, repeats, vector, alpha, positions).float(), -1)
     for mode, stub in (("replay", True), ("replay_vision", False)):
         try:
-            got = replay_logits(model, inputs, cap, layer, repeats, vector, alpha, positions, stub_vision=stub)
+            got = steered_logits(model, inputs, layer, repeats, vector, alpha, positions, cap=cap, stub_vision=stub)
         except Exception:  # noqa: BLE001 - a family the replay cannot drive falls back to the next mode
             continue
         if torch.allclose(torch.log_softmax(got.float(), -1), ref, atol=atol, rtol=0):

@@ -36,12 +36,12 @@ def test_replay_matches_full_forward(tiny, family):
         base = rp.last_logits(model, inputs)
     torch.testing.assert_close(cap.logits, base, rtol=0, atol=0)
     for layer in range(n_layers):
-        ref = rp.full_logits(model, inputs, layer, 3, v, alpha, pos)
+        ref = rp.steered_logits(model, inputs, layer, 3, v, alpha, pos)
         for stub in (True, False):
-            got = rp.replay_logits(model, inputs, cap, layer, 3, v, alpha, pos, stub_vision=stub)
+            got = rp.steered_logits(model, inputs, layer, 3, v, alpha, pos, cap=cap, stub_vision=stub)
             torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
         # the steering actually changes something (else the comparison would be vacuous)
-        assert not torch.allclose(ref, rp.full_logits(model, inputs, layer, 3, v, alpha * 0, pos))
+        assert not torch.allclose(ref, rp.steered_logits(model, inputs, layer, 3, v, alpha * 0, pos))
     assert rp.self_check(model, inputs, cap, 0, 3, v, alpha, pos, atol=1e-4) == "replay"
     assert_no_hooks(model)
     # layers and vision modules are restored after a replay
@@ -58,8 +58,8 @@ def test_replay_text_only_lm():
     v = torch.randn(a.hidden_size(model)) * 3
     pos = torch.cat([masks["text"]] * 2)
     alpha = torch.tensor([1.0, 1.0, 3.0, 3.0])
-    torch.testing.assert_close(rp.replay_logits(model, inputs, cap, 1, 2, v, alpha, pos),
-                               rp.full_logits(model, inputs, 1, 2, v, alpha, pos), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rp.steered_logits(model, inputs, 1, 2, v, alpha, pos, cap=cap),
+                               rp.steered_logits(model, inputs, 1, 2, v, alpha, pos), rtol=1e-5, atol=1e-5)
 
 
 def test_replay_restores_model_after_an_error(tiny):
@@ -67,7 +67,7 @@ def test_replay_restores_model_after_an_error(tiny):
     a, inputs, masks = _setup(model, processor)
     cap = rp.capture(model, inputs, [1])
     with pytest.raises(Exception):
-        rp.replay_logits(model, inputs, cap, 1, 2, torch.randn(7), torch.ones(4), torch.cat([masks["image"]] * 2))
+        rp.steered_logits(model, inputs, 1, 2, torch.randn(7), torch.ones(4), torch.cat([masks["image"]] * 2), cap=cap)
     assert_no_hooks(model)
     assert all(type(m).__name__ != "_Skip" for m in a.decoder_layers(model))
 
