@@ -33,6 +33,7 @@ DEFAULT_MODEL = "steerkit/organism"  # the embedded default every command and no
 # load_model name -> "module:attribute" of its ModelProfile (imported lazily).
 REGISTRY: dict[str, str] = {
     "steerkit/organism": "steerkit.models.organism.profile:PROFILE",
+    "steerkit/organism-smol": "steerkit.models.organism_smol.profile:PROFILE",
 }
 
 

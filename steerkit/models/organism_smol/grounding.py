@@ -1,0 +1,131 @@
+"""Stage 1: a visual tokenizer. The tower + projector learn to turn a scene into a "grid sentence" of SmolLM2's own
+word embeddings, so that image tokens arrive in the language model already meaning words.
+
+Each grid cell covers 2 x 2 patches (8-pixel patches of 16-pixel cells); its four image tokens are targeted at the
+embeddings of the object's size, colour, shape and position words ("large", "red", "circle", "top far left": a
+multi-token phrase is the mean of its token embeddings, rescaled to a word's norm); an empty cell's four tokens at
+the embedding of " .". The loss is the squared error normalised by the targets' energy. Decoding accuracy (nearest
+candidate word per token, by cosine) on held-out scenes says whether the tower reads the scene.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from steerkit.errors import DataError
+from steerkit.models.adapters import adapter_for
+from steerkit.models.organism import world as w
+from steerkit.models.organism_smol.config import SmolOrganismConfig
+
+ROLES = ("size", "colour", "shape", "position")
+EMPTY = "."
+
+
+class GridSentence:
+    """Target embedding of every image token of a scene (see the module docstring)."""
+
+    def __init__(self, tokenizer: Any, embeddings: torch.Tensor, patch: int):
+        if w.CELL // patch != 2 or w.CELL % patch:
+            raise DataError(f"the grid sentence needs 2 x 2 patches per {w.CELL}-pixel cell (patch 8), not patch {patch}")
+        self.per_row = w.IMAGE_SIZE // patch
+        self.n_tokens = self.per_row ** 2
+        words = [*w.SIZES, *w.COLOURS, *w.SHAPES, EMPTY]
+        positions = [f"{r} {c}" for r in w.ROW_WORDS for c in w.COL_WORDS]
+        ids = {x: tokenizer.encode(" " + x, add_special_tokens=False) for x in words + positions}
+        scale = embeddings[[ids[x][0] for x in (*w.COLOURS, *w.SHAPES)]].norm(dim=-1).mean()
+        self.vectors = {}
+        for x, tok_ids in ids.items():
+            v = embeddings[tok_ids].mean(0)
+            self.vectors[x] = v * (scale / v.norm()) if len(tok_ids) > 1 else v
+        self.candidates = {"size": list(w.SIZES), "colour": list(w.COLOURS), "shape": list(w.SHAPES),
+                           "position": positions}
+
+    def index(self, row: int, col: int, slot: int) -> int:
+        """The image-token index of ``slot`` (0..3 = size, colour, shape, position) of cell (row, col)."""
+        sub_r, sub_c = divmod(slot, 2)
+        return (2 * row + sub_r) * self.per_row + 2 * col + sub_c
+
+    def words(self, scene: Any) -> tuple[list[str], list[str | None]]:
+        """The word each image token should mean, and its role (None for empty cells)."""
+        out: list[str] = [EMPTY] * self.n_tokens
+        roles: list[str | None] = [None] * self.n_tokens
+        for o in scene.objects:
+            for slot, (role, word) in enumerate(zip(ROLES, (o.size, o.colour, o.shape, o.position))):
+                i = self.index(o.row, o.col, slot)
+                out[i], roles[i] = word, role
+        return out, roles
+
+    def targets(self, scenes: Sequence[Any]) -> torch.Tensor:
+        """[n_scenes, n_tokens, hidden] target embeddings."""
+        return torch.stack([torch.stack([self.vectors[x] for x in self.words(s)[0]]) for s in scenes])
+
+
+def image_features(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Projected image tokens [n_images, n_tokens, hidden] (what replaces the ``<image>`` tokens)."""
+    out = model.get_image_features(pixel_values=pixel_values)
+    feats = out.pooler_output if hasattr(out, "pooler_output") else out
+    return torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats
+
+
+def pixel_values(processor: Any, images: Sequence[Any]) -> torch.Tensor:
+    """The processor's pixel tensor for ``images``."""
+    return processor.image_processor(list(images), return_tensors="pt")["pixel_values"]
+
+
+@torch.no_grad()
+def decode_accuracy(model: Any, grid: GridSentence, scenes: Sequence[Any], pixels: torch.Tensor) -> dict[str, float]:
+    """Per role, how often an image token's nearest candidate word (cosine) is its target word."""
+    names = list(grid.vectors)
+    vocab = F.normalize(torch.stack([grid.vectors[n] for n in names]), dim=-1)
+    sims = F.normalize(image_features(model, pixels).float(), dim=-1) @ vocab.T
+    hits = {k: [0, 0] for k in (*ROLES, "empty")}
+    for scene, sim in zip(scenes, sims):
+        words, roles = grid.words(scene)
+        for i, (word, role) in enumerate(zip(words, roles)):
+            cands = grid.candidates[role] + [EMPTY] if role else names
+            best = cands[int(sim[i, [names.index(c) for c in cands]].argmax())]
+            key = role or "empty"
+            hits[key][0] += best == word
+            hits[key][1] += 1
+    return {k: round(a / max(b, 1), 3) for k, (a, b) in hits.items()}
+
+
+def train_grounding(model: Any, processor: Any, grid: GridSentence, cfg: SmolOrganismConfig,
+                    log: Callable[[str], None] = print) -> list[dict[str, float]]:
+    """Train the tower + projector (the LM frozen) on training scenes; returns the held-out decoding curve."""
+    rng = random.Random(cfg.seed)
+    held_out = [q.scene for t in w.TASKS for q in w.scene_questions(t, 25, seed=cfg.seed + 7, split="test")]
+    held_pixels = pixel_values(processor, [w.render_scene(s, seed=f"ground-test-{i}") for i, s in enumerate(held_out)])
+    params = [p for m in adapter_for(model).vision_modules(model) for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=cfg.ground_lr, weight_decay=0.0)
+    steps = cfg.ground_steps
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    curve = []
+    for step in tqdm(range(steps), desc="grounding", mininterval=10):
+        scenes = [w.sample_split_scene(rng, "train") for _ in range(cfg.ground_batch)]
+        images = [w.render_scene(s, seed=f"ground-{cfg.seed}-{step}-{i}") for i, s in enumerate(scenes)]
+        target = grid.targets(scenes)
+        feats = image_features(model, pixel_values(processor, images))
+        loss = ((feats - target) ** 2).sum(-1).mean() / (target ** 2).sum(-1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if step % 50 == 0 or step == steps - 1:
+            acc = decode_accuracy(model, grid, held_out, held_pixels)
+            curve.append(dict(step=step, loss=float(loss.detach()), **acc))
+            log(f"grounding step {step}: loss {float(loss.detach()):.4f} held-out decoding {acc}")
+    for p in params:
+        p.requires_grad_(False)
+    return curve

