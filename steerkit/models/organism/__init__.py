@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +28,14 @@ from steerkit.models.organism.world import (
     world_items,
     write_concept_corpora,
 )
-from steerkit.resources import packaged
+from steerkit.models.shipped import ShippedModel
 
-ENV_VAR = "STEERKIT_ORGANISM_DIR"
+SHIPPED = ShippedModel(module="steerkit.models.organism", folder="organism", env_var="STEERKIT_ORGANISM_DIR")
+ENV_VAR = SHIPPED.env_var
 #: The shipped build: package data (steerkit/data/organism), found wherever steerkit is installed.
-SHIPPED_DIR = packaged("data", "organism")
-
-
-def default_dir() -> Path:
-    """Where the organism is loaded from: ``$STEERKIT_ORGANISM_DIR`` if set, else :data:`SHIPPED_DIR` (shipped)."""
-    env = os.environ.get(ENV_VAR)
-    return Path(env) if env else SHIPPED_DIR
-
-
-def build_command(path: str | Path) -> str:
-    """The shell command that trains the organism into ``path``."""
-    return f"python -m steerkit.models.organism build {path}"
+SHIPPED_DIR = SHIPPED.shipped_dir
+default_dir = SHIPPED.default_dir  # $STEERKIT_ORGANISM_DIR if set, else SHIPPED_DIR
+build_command = SHIPPED.build_command  # the shell command that trains the organism into a folder
 
 
 def _ensure(path: str | Path | None, part: str, build_if_missing: bool = False) -> Path:

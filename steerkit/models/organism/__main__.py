@@ -7,27 +7,16 @@ Builds the organism (default DIR: the shipped steerkit/data/organism), re-measur
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import torch
 
-from steerkit.models.organism import SHIPPED_DIR, build, remeasure, write_concept_corpora
+from steerkit.models.organism import SHIPPED, SHIPPED_DIR, build, remeasure, write_concept_corpora
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run it."""
-    parser = argparse.ArgumentParser(prog="python -m steerkit.models.organism")
-    sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="train the organism (text LM + MLLM) into DIR")
-    b.add_argument("dir", nargs="?", default=str(SHIPPED_DIR))
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--fast", action="store_true", help="a few steps only (smoke test)")
-    b.add_argument("--threads", type=int, default=2, help="torch CPU threads (the budget is stated for 2)")
-    e = sub.add_parser("evaluate", help="re-measure DIR/metrics.parquet (held-out accuracy with CIs)")
-    e.add_argument("dir", nargs="?", default=str(SHIPPED_DIR))
-    e.add_argument("--n", type=int, default=None, help="items per task (default: the build's eval_n)")
-    e.add_argument("--threads", type=int, default=2)
+    parser, _, _, sub = SHIPPED.parser("the organism (text LM + MLLM)")
     c = sub.add_parser("concepts", help="write steerkit/data/concepts/organism/<concept>.jsonl")
     c.add_argument("dir", nargs="?", default=str(SHIPPED_DIR.parent / "concepts" / "organism"))
     c.add_argument("--n", type=int, default=240)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +24,14 @@ import torch
 from steerkit.errors import ModelNotBuiltError
 from steerkit.models.organism_smol.config import SmolOrganismConfig
 from steerkit.models.organism_smol.recipe import LORA_DIR, VISION_FILE, build
-from steerkit.resources import packaged
+from steerkit.models.shipped import ShippedModel
 
-ENV_VAR = "STEERKIT_ORGANISM_SMOL_DIR"
-SHIPPED_DIR = packaged("data", "organism-smol")
-
-
-def default_dir() -> Path:
-    """Where the SmolLM2 organism is loaded from: ``$STEERKIT_ORGANISM_SMOL_DIR`` if set, else :data:`SHIPPED_DIR`."""
-    env = os.environ.get(ENV_VAR)
-    return Path(env) if env else SHIPPED_DIR
-
-
-def build_command(path: str | Path) -> str:
-    """The shell command that builds the SmolLM2 organism into ``path``."""
-    return f"python -m steerkit.models.organism_smol build {path}"
+SHIPPED = ShippedModel(module="steerkit.models.organism_smol", folder="organism-smol",
+                       env_var="STEERKIT_ORGANISM_SMOL_DIR")
+ENV_VAR = SHIPPED.env_var
+SHIPPED_DIR = SHIPPED.shipped_dir
+default_dir = SHIPPED.default_dir  # $STEERKIT_ORGANISM_SMOL_DIR if set, else SHIPPED_DIR
+build_command = SHIPPED.build_command
 
 
 def load(path: str | Path | None = None) -> tuple[Any, Any]:
