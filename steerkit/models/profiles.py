@@ -30,8 +30,8 @@ from steerkit.errors import DataError
 
 DEFAULT_MODEL = "steerkit/organism"  # the embedded default every command and notebook runs on
 
-# load_model name -> "module:attribute" of its ModelProfile (imported lazily).
-REGISTRY: dict[str, str] = {
+# load_model name -> its ModelProfile, or the "module:attribute" defining it (imported on first use, then kept).
+REGISTRY: dict[str, str | ModelProfile] = {
     "steerkit/organism": "steerkit.models.organism.profile:PROFILE",
     "steerkit/organism-smol": "steerkit.models.organism_smol.profile:PROFILE",
 }
@@ -84,9 +84,6 @@ class ModelProfile:
         return [it for t in tasks for it in self.items(t, n, seed=seed, mode=mode, split=split)]
 
 
-_LOADED: dict[str, ModelProfile] = {}
-
-
 def register_profile(name: str, target: str | ModelProfile, *, override: bool = False) -> None:
     """Register a profile under its ``load_model`` name: a ``ModelProfile`` or the ``"module:attr"`` defining it.
 
@@ -95,19 +92,15 @@ def register_profile(name: str, target: str | ModelProfile, *, override: bool = 
     """
     if name in REGISTRY and not override:
         raise DataError(f"a profile named {name!r} is registered already; pass override=True to replace it")
-    if isinstance(target, ModelProfile):
-        _LOADED[name] = target
-        REGISTRY[name] = f"<object {target.name}>"
-    else:
-        _LOADED.pop(name, None)
-        REGISTRY[name] = target
+    REGISTRY[name] = target
 
 
 def _load(name: str) -> ModelProfile:
-    if name not in _LOADED:
-        module, _, attr = REGISTRY[name].partition(":")
-        _LOADED[name] = getattr(importlib.import_module(module), attr)
-    return _LOADED[name]
+    target = REGISTRY[name]
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        target = REGISTRY[name] = getattr(importlib.import_module(module), attr)
+    return target
 
 
 def profile_names() -> list[str]:

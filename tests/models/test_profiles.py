@@ -42,7 +42,6 @@ def second_profile():
     register_profile("lab/twin", twin)
     yield twin, calls
     profiles.REGISTRY.pop("lab/twin")
-    profiles._LOADED.pop("lab/twin")
 
 
 def test_a_second_profile_plugs_into_every_generic_path(second_profile):

@@ -68,8 +68,16 @@ def train_text_lm(model: Any, tok: Any, cfg: OrganismConfig, log: Callable[[str]
     return losses
 
 
-def _pixels(processor: Any, images: Sequence[Image.Image]) -> torch.Tensor:
+def pixel_values(processor: Any, images: Sequence[Image.Image]) -> torch.Tensor:
+    """The processor's pixel tensor for ``images``."""
     return processor.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
+
+
+def image_features(model: Any, pixels: torch.Tensor) -> torch.Tensor:
+    """Projected image tokens [n_images, n_tokens, hidden]: what replaces the ``<image>`` tokens."""
+    out = model.get_image_features(pixel_values=pixels)
+    feats = out.pooler_output if hasattr(out, "pooler_output") else out
+    return torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats
 
 
 def grounding_loss(features: torch.Tensor, cells: Sequence[dict[int, list[int]] | None],
@@ -96,8 +104,7 @@ def mllm_forward(model: Any, batch: dict[str, torch.Tensor], pixel_values: torch
     embeds = model.get_input_embeddings()(ids)
     features = None
     if pixel_values is not None:
-        out = model.get_image_features(pixel_values=pixel_values)
-        features = torch.stack(list(out.pooler_output))
+        features = image_features(model, pixel_values)
         mask = ids == model.config.image_token_id
         rows = mask[image_rows]
         sub = embeds[image_rows]
@@ -132,8 +139,8 @@ def train_mllm(model: Any, processor: Any, cfg: OrganismConfig, log: Callable[[s
         chunk = batches[step]
         batch = collate(chunk, tok.pad_token_id)
         image_rows = torch.tensor([e.image is not None for e in chunk])
-        pixel_values = _pixels(processor, [e.image for e in chunk if e.image is not None]) if image_rows.any() else None
-        logits, features = mllm_forward(model, batch, pixel_values, image_rows)
+        pixels = pixel_values(processor, [e.image for e in chunk if e.image is not None]) if image_rows.any() else None
+        logits, features = mllm_forward(model, batch, pixels, image_rows)
         loss = weighted_lm_loss(logits, batch["input_ids"], batch["weights"])
         ground = torch.zeros(())
         if features is not None and cfg.ground_weight:

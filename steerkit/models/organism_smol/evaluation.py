@@ -13,11 +13,10 @@ import numpy as np
 import pandas as pd
 
 from steerkit.models.organism import world as w
+from steerkit.models.organism.evaluation import EVAL_SEED  # the same held-out sets as the small organism's table
+from steerkit.models.organism_smol.loop import MODES
 from steerkit.tasks.evaluate import evaluate
 from steerkit.tasks.stats import bootstrap_ci
-
-EVAL_SEED = 12345  # seed of the held-out sets behind metrics.parquet (the learning curve uses seed + 1)
-MODES = ("image", "text")
 
 
 def held_out_items(n: int, seed: int = EVAL_SEED) -> dict[tuple[str, str], list[Any]]:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from steerkit.errors import DataError
 from steerkit.models.adapters import adapter_for
 from steerkit.models.organism import world as w
+from steerkit.models.organism.loop import image_features, pixel_values
 from steerkit.models.organism_smol.config import SmolOrganismConfig
 
 ROLES = ("size", "colour", "shape", "position")
@@ -65,18 +66,6 @@ class GridSentence:
     def targets(self, scenes: Sequence[Any]) -> torch.Tensor:
         """[n_scenes, n_tokens, hidden] target embeddings."""
         return torch.stack([torch.stack([self.vectors[x] for x in self.words(s)[0]]) for s in scenes])
-
-
-def image_features(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
-    """Projected image tokens [n_images, n_tokens, hidden] (what replaces the ``<image>`` tokens)."""
-    out = model.get_image_features(pixel_values=pixel_values)
-    feats = out.pooler_output if hasattr(out, "pooler_output") else out
-    return torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats
-
-
-def pixel_values(processor: Any, images: Sequence[Any]) -> torch.Tensor:
-    """The processor's pixel tensor for ``images``."""
-    return processor.image_processor(list(images), return_tensors="pt")["pixel_values"]
 
 
 @torch.no_grad()

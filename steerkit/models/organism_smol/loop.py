@@ -22,7 +22,7 @@ from steerkit.models.adapters import adapter_for
 from steerkit.models.organism import world as w
 from steerkit.models.organism_smol.config import SmolOrganismConfig
 from steerkit.tasks.schema import Item
-from steerkit.tasks.scoring import PAPER_PREFIX
+from steerkit.tasks.scoring import PAPER_PREFIX, letter_token_ids
 
 MODES = ("image", "text")
 
@@ -36,11 +36,6 @@ def pad_to_multiple(inputs: dict[str, torch.Tensor], pad_id: int, multiple: int 
         inputs["input_ids"] = torch.cat([torch.full((b, extra), pad_id, dtype=ids.dtype, device=ids.device), ids], 1)
         inputs["attention_mask"] = torch.cat([torch.zeros(b, extra, dtype=mask.dtype, device=mask.device), mask], 1)
     return inputs
-
-
-def letter_ids(tokenizer: Any) -> dict[str, int]:
-    """The token of each answer letter as the model is trained to emit it (the bare letter after the template)."""
-    return {L: tokenizer.encode(L, add_special_tokens=False)[0] for L in "ABCDEF"}
 
 
 def train_lora(peft_model: Any, processor: Any, cfg: SmolOrganismConfig, ckpt: Path,
@@ -59,7 +54,8 @@ def train_lora(peft_model: Any, processor: Any, cfg: SmolOrganismConfig, ckpt: P
     perms = {m: order.sample(range(len(questions)), len(questions)) for m in MODES}
     batch_sizes = {"image": cfg.image_batch, "text": cfg.text_batch}
     total = sum(batch_sizes.values())
-    letters = letter_ids(tok)
+    # The target is each letter's first spelling under the scorer's rule (the bare letter for SmolLM2).
+    letters = {L: ids[0] for L, ids in letter_token_ids(tok).items()}
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (
         1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
