@@ -1,4 +1,5 @@
-"""steerkit.gap: the modality gap of text rendered as pixels (five modes, reports, reading vs thinking).
+"""steerkit.gap: the modality gap of text rendered as pixels (five modes + external OCR, reports, reading vs
+thinking).
 
 Example:
     >>> from steerkit.gap import run_gap, gap_report, word_problems
@@ -7,6 +8,8 @@ Example:
 """
 
 from steerkit.gap.modes import (
+    ALL_MODES,
+    EXTRA_MODES,
     GENERIC,
     IMAGE_MODES,
     MODE_LABELS,
@@ -19,6 +22,7 @@ from steerkit.gap.modes import (
     style_for,
     sweep_render,
 )
+from steerkit.gap.ocr import OcrEngine, RapidOcrEngine
 from steerkit.gap.parse import ParsedAnswer, answers_match, parse_number, parse_transcript
 from steerkit.gap.problems import (
     TextProblem,
@@ -30,9 +34,8 @@ from steerkit.gap.problems import (
 from steerkit.gap.report import compare_runs, gap_report, plot_before_after, plot_gap, plot_sweep
 from steerkit.gap.taxonomy import char_error_rate, error_shares, length_stats, tag_errors
 
-__all__ = ["GENERIC", "IMAGE_MODES", "MODES", "MODE_LABELS", "ModeInput", "ParsedAnswer", "PromptStyle",
-           "TextProblem", "answers_match", "char_error_rate", "compare_runs", "error_shares", "gap_report",
-           "length_stats", "load_gsm8k", "mode_input", "parse_number",
-           "parse_transcript", "plot_before_after", "plot_gap", "plot_sweep", "problem_set", "problems_frame", "run_gap",
-           "save_results", "style_for",
-           "sweep_render", "tag_errors", "word_problems"]
+__all__ = ["ALL_MODES", "EXTRA_MODES", "GENERIC", "IMAGE_MODES", "MODES", "MODE_LABELS", "ModeInput", "OcrEngine",
+           "ParsedAnswer", "PromptStyle", "RapidOcrEngine", "TextProblem", "answers_match", "char_error_rate",
+           "compare_runs", "error_shares", "gap_report", "length_stats", "load_gsm8k", "mode_input", "parse_number",
+           "parse_transcript", "plot_before_after", "plot_gap", "plot_sweep", "problem_set", "problems_frame",
+           "run_gap", "save_results", "style_for", "sweep_render", "tag_errors", "word_problems"]

@@ -10,10 +10,17 @@ Modes ("Reading, Not Thinking", arXiv 2603.09095):
 - ``ocr_2p``: two passes; first a transcription, then that transcript is fed back as text in the ``text`` mode
   prompt (no image in pass 2).
 
+Beyond the paper's five (:data:`EXTRA_MODES`, all of them in :data:`ALL_MODES`):
+
+- ``ocr_external``: like ``ocr_2p``, but pass 1 is a dedicated OCR engine (:mod:`steerkit.gap.ocr`, RapidOCR by
+  default) reading the same rendered problem as ``ocr_2p``'s first pass; its transcript is the question of the
+  ``text`` prompt. Set next to ``ocr_2p``, it separates the MLLM's own reading from a dedicated OCR model's.
+
 How prompts read and how problems become pixels is a :class:`PromptStyle`: :data:`GENERIC` (GSM8K and the synthetic
 word problems, rendered with :func:`steerkit.render.render_text`) or a model profile's own style (the organism's
-trained prompts and its one-character-per-cell renderer; it has no OCR prompts, so the OCR modes are unavailable
-there), which :func:`style_for` picks from the problems' source.
+trained prompts and its one-character-per-cell renderer; it has no OCR prompts, so ``ocr_1p`` and ``ocr_2p``
+are unavailable there, while ``ocr_external`` needs only its renderer and text prompt), which :func:`style_for`
+picks from the problems' source.
 Requesting a mode a style cannot express raises :class:`~steerkit.errors.GapError`.
 
 Example:
@@ -33,14 +40,20 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from steerkit.errors import GapError
+from steerkit.gap.ocr import OcrEngine, engine_name
 from steerkit.gap.parse import answers_match, parse_number, parse_transcript
 from steerkit.gap.problems import TextProblem
 from steerkit.render.text_image import RenderConfig, render_text
 
 MODES: tuple[str, ...] = ("text", "image", "instruction_image", "ocr_1p", "ocr_2p")
+"""The paper's five modes (what ``run_gap`` runs by default)."""
+EXTRA_MODES: tuple[str, ...] = ("ocr_external",)
+"""Modes beyond the paper's: a dedicated OCR engine's transcript as the text question."""
+ALL_MODES: tuple[str, ...] = MODES + EXTRA_MODES
+"""Every mode, in report and plot order."""
 IMAGE_MODES: tuple[str, ...] = MODES[1:]
 MODE_LABELS: dict[str, str] = {"text": "Text", "image": "Image", "instruction_image": "Instr.+Image",
-                               "ocr_1p": "OCR 1-pass", "ocr_2p": "OCR 2-pass"}
+                               "ocr_1p": "OCR 1-pass", "ocr_2p": "OCR 2-pass", "ocr_external": "External OCR"}
 
 Renderer = Callable[[str, RenderConfig, Any], Image.Image]
 
@@ -58,13 +71,15 @@ class PromptStyle:
     Attributes:
         name: style name (recorded in results).
         instruction: the task instruction (asks for ``<answer>...</answer>``).
-        text_template: the ``text`` mode prompt (and the ``ocr_2p`` second pass, with the transcript as question).
+        text_template: the ``text`` mode prompt (and the ``ocr_2p`` / ``ocr_external`` second pass, with the
+            transcript as question).
         image_render_template: what the ``image`` mode renders; its text prompt is ``image_prompt``.
         image_prompt: the text prompt that goes with the fully rendered image (empty by default).
         instruction_image_prompt: the ``instruction_image`` text prompt (the problem is rendered alone).
         ocr_1p_prompt: one-pass transcribe-then-solve prompt.
         ocr_2p_transcribe_prompt: the first pass of ``ocr_2p``.
-        renderer: ``(text, RenderConfig, seed) -> PIL image``.
+        renderer: ``(text, RenderConfig, seed) -> PIL image`` (``ocr_external`` needs only this and
+            ``text_template``, so every style supports it).
     """
 
     name: str
@@ -82,7 +97,8 @@ class PromptStyle:
         return {"text": True, "image": self.image_render_template is not None,
                 "instruction_image": self.instruction_image_prompt is not None,
                 "ocr_1p": self.ocr_1p_prompt is not None,
-                "ocr_2p": self.ocr_2p_transcribe_prompt is not None}[mode]
+                "ocr_2p": self.ocr_2p_transcribe_prompt is not None,
+                "ocr_external": True}[mode]
 
     def fill(self, template: str, question: str) -> str:
         """A template with the instruction and question filled in."""
@@ -131,7 +147,9 @@ class ModeInput:
 
 def mode_input(problem: TextProblem, mode: str, style: PromptStyle, render: RenderConfig | None = None,
                seed: Any = None) -> ModeInput:
-    """The (prompt, image) of ``problem`` in ``mode`` (for ``ocr_2p``: the first, transcription pass).
+    """The (prompt, image) of ``problem`` in ``mode`` (for ``ocr_2p``: the first, transcription pass; for
+    ``ocr_external``: the image the OCR engine reads, the problem rendered alone as in ``ocr_2p``, with an empty
+    prompt).
 
     The rendering seed defaults to the problem id, so an item's image never depends on the rest of the batch.
 
@@ -139,8 +157,8 @@ def mode_input(problem: TextProblem, mode: str, style: PromptStyle, render: Rend
         >>> mode_input(word_problems(1)[0], "instruction_image", GENERIC).image.size
         (1280, 720)
     """
-    if mode not in MODES:
-        raise GapError(f"unknown mode {mode!r}; choose from {list(MODES)}")
+    if mode not in ALL_MODES:
+        raise GapError(f"unknown mode {mode!r}; choose from {list(ALL_MODES)}")
     if not style.supports(mode):
         raise GapError(f"prompt style {style.name!r} has no {mode!r} prompt; drop the mode or give the style a "
                        f"template for it (dataclasses.replace(style, ...))")
@@ -156,6 +174,8 @@ def mode_input(problem: TextProblem, mode: str, style: PromptStyle, render: Rend
         return ModeInput(style.fill(style.instruction_image_prompt, q), image)
     if mode == "ocr_1p":
         return ModeInput(style.fill(style.ocr_1p_prompt, q), image)
+    if mode == "ocr_external":
+        return ModeInput("", image)
     return ModeInput(style.fill(style.ocr_2p_transcribe_prompt, q), image)
 
 
@@ -167,6 +187,25 @@ def _generate(model: Any, processor: Any, inputs: Sequence[ModeInput], gen: dict
     if len(has) > 1:
         raise GapError("a batch mixes text-only and image inputs; generate them separately")
     return generate_text(model, processor, [x.prompt for x in inputs], images if has == {True} else None, **gen)
+
+
+def _ocr_engine(engine: OcrEngine | None) -> OcrEngine:
+    if engine is None:
+        from steerkit.gap.ocr import default_engine
+
+        return default_engine()
+    if not callable(engine):
+        raise GapError(f"ocr_engine must be a callable image -> str, got {type(engine).__name__}; pass e.g. "
+                       "steerkit.gap.ocr.RapidOcrEngine()")
+    return engine
+
+
+def _transcribe(engine: OcrEngine, image: Image.Image) -> str:
+    text = engine(image)
+    if not isinstance(text, str):
+        raise GapError(f"OCR engine {engine_name(engine)!r} returned {type(text).__name__}, not str; an "
+                       "ocr_engine must map a PIL image to its transcript")
+    return text
 
 
 def run_gap(
@@ -183,30 +222,43 @@ def run_gap(
     batch_size: int = 8,
     skip_unsupported: bool = False,
     model_name: str | None = None,
+    ocr_engine: OcrEngine | None = None,
 ) -> pd.DataFrame:
     """Run every mode on the same problems; one row per (item, mode).
 
     Columns: item_id, source, mode, question, gold, prompt, response, answer (parsed value), parse_method,
-    format_ok, correct, transcript (OCR modes), response_chars, response_words, style, font, size, scale, invert,
-    temperature, model. Generation goes through :func:`steerkit.models.generation.generate_text`.
-    ``skip_unsupported`` drops modes the style cannot express instead of raising.
+    format_ok, correct, transcript (OCR modes), ocr_engine (``ocr_external``), response_chars, response_words,
+    style, font, size, scale, invert, temperature, model. Generation goes through
+    :func:`steerkit.models.generation.generate_text`. ``skip_unsupported`` drops modes the style cannot express
+    instead of raising.
+
+    ``ocr_engine`` (any callable ``image -> str``; default: the shared
+    :func:`steerkit.gap.ocr.default_engine`, RapidOCR) transcribes the rendered problems of ``ocr_external``; its
+    transcript fills the ``transcript`` column as ``ocr_2p``'s does, so :func:`steerkit.gap.taxonomy.tag_errors`
+    tags its errors the same way, and the ``prompt`` column holds the text prompt built from it.
 
     Example:
         >>> df = run_gap(model, processor, problem_set("organism", 50), modes=["text", "instruction_image"])
+        >>> df = run_gap(model, processor, word_problems(50), modes=["text", "ocr_2p", "ocr_external"])
     """
     problems = list(problems)
     style = style or style_for(problems)
     cfg = render or RenderConfig()
-    unsupported = [m for m in modes if m not in MODES or not style.supports(m)]
+    unsupported = [m for m in modes if m not in ALL_MODES or not style.supports(m)]
     if unsupported and not skip_unsupported:
         mode_input(problems[0], unsupported[0], style, cfg)  # raises the explanatory error
     modes = [m for m in modes if m not in unsupported]
+    engine = _ocr_engine(ocr_engine) if "ocr_external" in modes else None  # a missing engine fails before any run
     gen = dict(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, batch_size=batch_size)
     rows: list[dict[str, Any]] = []
     for mode in tqdm(modes, desc="gap modes", leave=False):
         inputs = [mode_input(p, mode, style, cfg) for p in problems]
-        responses = _generate(model, processor, inputs, gen)
         transcripts: list[str | None] = [None] * len(problems)
+        if mode == "ocr_external":
+            # Pass 1 is the OCR engine on the rendered problem; the model only sees the text prompt built from it.
+            transcripts = [_transcribe(engine, x.image) for x in tqdm(inputs, desc="external OCR", leave=False)]
+            inputs = [ModeInput(style.fill(style.text_template, t), None) for t in transcripts]
+        responses = _generate(model, processor, inputs, gen)
         final = responses
         if mode in ("ocr_1p", "ocr_2p"):
             transcripts = [parse_transcript(r) for r in responses]
@@ -221,7 +273,8 @@ def run_gap(
                 item_id=p.id, source=p.source, mode=mode, question=p.question, gold=p.answer, prompt=inp.prompt,
                 response=resp, pass1_response=first if mode == "ocr_2p" else None, answer=parsed.value,
                 parse_method=parsed.method, format_ok=parsed.format_ok, correct=answers_match(parsed.value, p.answer),
-                transcript=tr, response_chars=len(resp), response_words=len(resp.split()), style=style.name,
+                transcript=tr, ocr_engine=engine_name(engine) if mode == "ocr_external" else None,
+                response_chars=len(resp), response_words=len(resp.split()), style=style.name,
                 font=cfg.font if mode != "text" else None, size=cfg.size if mode != "text" else None,
                 scale=cfg.scale if mode != "text" else None, invert=cfg.invert if mode != "text" else None,
                 temperature=temperature, model=model_name or getattr(model.config, "_name_or_path", "") or

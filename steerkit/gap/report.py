@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from steerkit.errors import GapError
-from steerkit.gap.modes import MODE_LABELS, MODES
+from steerkit.gap.modes import ALL_MODES, MODE_LABELS
 
 
 def mode_label(mode: str) -> str:
@@ -53,7 +53,8 @@ def gap_report(df: pd.DataFrame, *, baseline: str = "text", by: Sequence[str] = 
     base_all = df[df["mode"] == baseline]
     for key, sub in groups:
         key = key if isinstance(key, tuple) else (key,)
-        modes = [m for m in MODES if m in set(sub["mode"])] + sorted(set(sub["mode"]) - set(MODES))
+        # Protocol order (the paper's five, then ocr_external), then any other mode names alphabetically.
+        modes = [m for m in ALL_MODES if m in set(sub["mode"])] + sorted(set(sub["mode"]) - set(ALL_MODES))
         for mode in modes:
             part = sub[sub["mode"] == mode]
             acc = bootstrap_ci(part["correct"].astype(float).to_numpy(), n_boot=n_boot, seed=seed, level=level)
@@ -90,7 +91,7 @@ def compare_runs(before: pd.DataFrame, after: pd.DataFrame, *, modes: Sequence[s
     from steerkit.tasks.stats import bootstrap_ci, mcnemar_exact, paired_bootstrap_diff
 
     rows = []
-    for mode in modes or [m for m in MODES if m in set(before["mode"]) & set(after["mode"])]:
+    for mode in modes or [m for m in ALL_MODES if m in set(before["mode"]) & set(after["mode"])]:
         a = before[before["mode"] == mode].set_index("item_id")["correct"].astype(float)
         b = after[after["mode"] == mode].set_index("item_id")["correct"].astype(float)
         common = a.index.intersection(b.index)
