@@ -53,8 +53,9 @@ def sweep(
         from accelerate import PartialState
 
         PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
-    if rank == 0:
+    if rank == 0 and world > 1:
         df = RunStore.from_dir(run_dir).load()  # every shard's rows
+    if rank == 0:
         if cfg.report if report is None else report:
             # without a train/test split (items.split: none) the only honest report is an in-sample one, so
             # say so rather than fail after the whole sweep has run

@@ -11,6 +11,7 @@ Example ``sweep.yaml``::
       n: 40                           # per task
       seed: 0
       split: stratified               # none | paper | stratified (train/test for selection/confirmation)
+      test_frac: 0.3                  # stratified: share of items per stratum held out for confirmation
     vectors:
       paths: []                       # saved SteeringVector folders, and/or:
       extract:
@@ -19,6 +20,7 @@ Example ``sweep.yaml``::
         concepts: [counting, spatial_relation]
         methods: [mean_shift]
         n: 60                         # sentences per concept
+      match_norm: mean_shift          # optional: rescale other methods' vectors per layer to this method's norms
     grid:
       layers: [1, 2, 3]
       alphas: [0.5, 1.0, 2.0]
@@ -27,6 +29,9 @@ Example ``sweep.yaml``::
     batch_size: 8
     prompt_baseline: true
     mode: auto
+    autocast: null                    # bfloat16 autocast: null = on for float32 CUDA models; true on CPU ~2x faster
+    protocol: grid                    # grid: every cell on every item | select_confirm: grid on train, chosen cells on test
+    pairs: {Count: [counting]}        # optional: steer each task only with its concepts' vectors
     report: true                      # also write best cells, heatmaps and report.md into the run folder
 
 Example:
@@ -45,6 +50,9 @@ from steerkit.errors import DataError
 from steerkit.models.profiles import DEFAULT_MODEL, find_profile
 
 
+PROTOCOLS = ("grid", "select_confirm")
+
+
 @dataclass
 class SweepConfig:
     """A sweep described by data (see the module docstring for the YAML form)."""
@@ -60,6 +68,9 @@ class SweepConfig:
     max_rows: int = 256
     prompt_baseline: bool = True
     mode: str = "auto"
+    autocast: bool | None = None
+    protocol: str = "grid"
+    pairs: dict[str, list[str]] | None = None
     report: bool = True
     run_name: str | None = None
 
@@ -74,6 +85,11 @@ class SweepConfig:
         for key in ("layers", "alphas"):
             if not cfg.grid.get(key):
                 raise DataError(f"grid.{key} is empty; give at least one value (e.g. grid: {{{key}: [1]}})")
+        if cfg.protocol not in PROTOCOLS:
+            raise DataError(f"protocol={cfg.protocol!r}: use one of {list(PROTOCOLS)}")
+        if cfg.protocol == "select_confirm" and cfg.items.get("split", "none") in (None, "none"):
+            raise DataError("protocol select_confirm selects on train and confirms on test: set items.split "
+                            "(stratified or paper)")
         return cfg
 
     @classmethod
@@ -87,7 +103,7 @@ class SweepConfig:
         return cls.from_dict(data)
 
 
-def _split(items: list[Any], how: str | None, seed: int) -> list[Any]:
+def _split(items: list[Any], how: str | None, seed: int, test_frac: float = 0.3) -> list[Any]:
     from steerkit.tasks.splits import paper_split, stratified_split
 
     if how in (None, "none"):
@@ -95,7 +111,7 @@ def _split(items: list[Any], how: str | None, seed: int) -> list[Any]:
     if how == "paper":
         return paper_split(items)
     if how == "stratified":
-        return stratified_split(items, seed=seed)
+        return stratified_split(items, seed=seed, test_frac=test_frac)
     raise DataError(f"items.split={how!r}: use none, paper or stratified")
 
 
@@ -130,7 +146,7 @@ def load_items(spec: dict[str, Any], model: str | None = None) -> list[Any]:
             raise DataError(f"items.source={source!r}: use model, synth, cvbench or a model profile's name")
         # Drawn from the model's held-out content; ``split`` below divides them for selection/confirmation.
         items = profile.make_items(tasks, n, seed=seed, mode=spec.get("mode", "image"), split="test")
-    return _split(items, spec.get("split"), seed)
+    return _split(items, spec.get("split"), seed, float(spec.get("test_frac", 0.3)))
 
 
 def load_vectors(spec: dict[str, Any], model: str | None = None) -> dict[tuple[str, str], Any]:
@@ -155,6 +171,16 @@ def load_vectors(spec: dict[str, Any], model: str | None = None) -> dict[tuple[s
         out.update(vecs)  # extract_concepts keys by (method, concept), like the engine
     if not out:
         raise DataError("the config names no vectors: add vectors.paths or vectors.extract")
+    if spec.get("match_norm"):
+        from steerkit.vectors.vector import match_norms
+
+        ref = spec["match_norm"]
+        refs = {c: v for (m, c), v in out.items() if m == ref}
+        missing = sorted({c for (m, c) in out if m != ref and c not in refs})
+        if missing:
+            raise DataError(f"vectors.match_norm={ref!r}, but concepts {missing} have no {ref} vector; add "
+                            f"{ref!r} to vectors.extract.methods")
+        out = {(m, c): v if m == ref else match_norms(v, refs[c]) for (m, c), v in out.items()}
     return out
 
 
@@ -164,20 +190,25 @@ def run_config(cfg: SweepConfig, *, rank: int | None = None, world_size: int | N
 
     Returns the results DataFrame (``df.attrs["run_dir"]`` is the run folder).
     """
-    from steerkit.models.loading import load_model
-    from steerkit.sweep.engine import sweep
-
     import os
 
+    from steerkit.models.loading import load_model
+    from steerkit.sweep.confirm import select_and_confirm
+    from steerkit.sweep.engine import sweep
+
     device = cfg.device
+    if cfg.protocol == "select_confirm" and (world_size or 1) > 1:
+        raise DataError("protocol select_confirm chooses its test cells from every train row, so it runs in one "
+                        "process; launch it without accelerate (or use protocol: grid to shard the items)")
     if device == "cuda" and (world_size or 1) > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank or 0))}"  # one GPU per process
     model, processor = load_model(cfg.model, dtype=cfg.dtype, device=device)
     items = load_items(cfg.items, cfg.model)
     vectors = load_vectors(cfg.vectors, cfg.model)
-    df = sweep(model, processor, items, vectors, cfg.grid["layers"], cfg.grid["alphas"],
-               cfg.grid.get("scopes", ["image"]), out_dir=cfg.out, model_name=cfg.model,
-               run_name=cfg.run_name or cfg.model.replace("/", "-"), batch_size=cfg.batch_size, max_rows=cfg.max_rows,
-               prompt_baseline=cfg.prompt_baseline, mode=cfg.mode, rank=rank, world_size=world_size,
-               progress=progress)
+    run = sweep if cfg.protocol == "grid" else select_and_confirm
+    df = run(model, processor, items, vectors, cfg.grid["layers"], cfg.grid["alphas"],
+             cfg.grid.get("scopes", ["image"]), out_dir=cfg.out, model_name=cfg.model,
+             run_name=cfg.run_name or cfg.model.replace("/", "-"), batch_size=cfg.batch_size, max_rows=cfg.max_rows,
+             prompt_baseline=cfg.prompt_baseline, mode=cfg.mode, autocast=cfg.autocast, pairs=cfg.pairs,
+             rank=rank, world_size=world_size, progress=progress)
     return df

@@ -165,18 +165,20 @@ def _sweep_batch(plan: SweepPlan, batch: Batch, executor: Executor, scorer: Lett
             cap = executor.capture(inputs, sorted({l for (_, _, l) in todo}))
             sink.emit(_rows(batch, need_base, scorer.score(cap.logits, items), BASELINE, "", NO_LAYER, 0.0, "none"))
         counter.step()
-        for concept in plan.hinted:
+        for concept in plan.hinted_for(batch):
             need = batch.missing(sink.done, PROMPTING, concept, NO_LAYER)
             if need:
                 logits = executor.hinted_logits(items, plan.hints[concept])
                 sink.emit(_rows(batch, need, scorer.score(logits, items), PROMPTING, concept, NO_LAYER, 0.0, "prompt"))
             counter.step()
-        for (method, concept), vec in plan.table.items():
-            for layer in request.layers:
+        task = items[0].task
+        for method, concept in plan.vectors_for(batch):
+            vec = plan.table[(method, concept)]
+            for layer in plan.layers_for(batch, method, concept):
                 need = todo.get((method, concept, layer))
                 if need:
                     rows: list[dict[str, Any]] = []
-                    for group in request.combo_groups():
+                    for group in request.groups_for(task, method, concept, layer):
                         logits = executor.steered_logits(inputs, cap, layer, vec[layer], group, masks)
                         scored = scorer.score(logits, items, len(group))
                         for k, (scope, a) in enumerate(group):

@@ -76,6 +76,14 @@ class SweepRequest:
             configuration (default ``model.name_or_path``); ``run_name``: the run folder's prefix.
         flush_every: write a part file after this many steered unit groups (and after every item batch).
         progress: show a tqdm bar.
+        pairs: ``{task: concepts}``: steer each task's items only with the vectors of its concepts (the diagonal of
+            the paper's task x concept table, at a fraction of the cost); None steers every item with every vector.
+            Item batches are then cut at task boundaries, so no forward computes rows that are not wanted, and a
+            task's prompting baseline uses only its concepts' hints.
+        cells: ``{task: [(method, concept, layer, scope, alpha), ...]}``: score each task's items only under these
+            cells instead of the grid (how :func:`steerkit.sweep.confirm.select_and_confirm` measures the cells
+            chosen on train on the test items: one capture and one row per chosen cell per item). The pairs become
+            the concepts of each task's cells; ``layers``/``alphas``/``scopes`` must cover the cells.
 
     Example:
         >>> SweepRequest(layers=[2], alphas=[0.5, 1.0]).combos
@@ -99,6 +107,8 @@ class SweepRequest:
     run_name: str | None = None
     flush_every: int = 64
     progress: bool = True
+    pairs: Mapping[str, Sequence[str]] | None = None
+    cells: Mapping[str, Sequence[tuple[str, str, int, str, float]]] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -110,6 +120,34 @@ class SweepRequest:
         object.__setattr__(self, "layers", tuple(int(l) for l in self.layers))
         object.__setattr__(self, "alphas", tuple(float(a) for a in self.alphas))
         object.__setattr__(self, "scopes", tuple(self.scopes))
+        if self.cells is not None:
+            cells = {str(t): tuple(sorted({(str(m), str(c), int(l), str(s), float(a)) for m, c, l, s, a in cs}))
+                     for t, cs in sorted(self.cells.items())}
+            outside = sorted({cell for cs in cells.values() for cell in cs if cell[2] not in self.layers
+                              or cell[3] not in self.scopes or cell[4] not in self.alphas})
+            if outside:
+                raise SteeringError(f"cells {outside[:3]} lie outside the grid (layers {self.layers}, alphas "
+                                    f"{self.alphas}, scopes {self.scopes}); widen the grid to cover them")
+            object.__setattr__(self, "cells", cells)
+            object.__setattr__(self, "pairs", {t: sorted({c for _, c, *_ in cs}) for t, cs in cells.items()})
+        if self.pairs is not None:
+            object.__setattr__(self, "pairs", {str(t): tuple(sorted(str(c) for c in cs))
+                                               for t, cs in sorted(self.pairs.items())})
+
+    def steers(self, task: str, concept: str) -> bool:
+        """Whether items of ``task`` are steered with vectors of ``concept`` (always, without :attr:`pairs`)."""
+        return self.pairs is None or concept in self.pairs.get(task, ())
+
+    def combos_for(self, task: str, method: str, concept: str, layer: int) -> tuple[tuple[str, float], ...]:
+        """The (scope, strength) rows of one steered unit of ``task``: the grid's, or the task's :attr:`cells`."""
+        if self.cells is None:
+            return self.combos
+        return tuple((s, a) for m, c, l, s, a in self.cells.get(task, ()) if (m, c, l) == (method, concept, layer))
+
+    def groups_for(self, task: str, method: str, concept: str, layer: int) -> list[tuple[tuple[str, float], ...]]:
+        """:meth:`combos_for` split into the groups of one forward each."""
+        combos, n = self.combos_for(task, method, concept, layer), self.combos_per_forward
+        return [combos[g: g + n] for g in range(0, len(combos), n)]
 
     def shard(self) -> tuple[int, int]:
         """(rank, world size): the requested ones, else :func:`shard_of_process`."""
@@ -182,9 +220,14 @@ def sweep_config(
     prompt_prefix: str,
     hints: Mapping[str, str] | None,
     prompt_baseline: bool,
+    pairs: Mapping[str, Sequence[str]] | None = None,
+    cells: Mapping[str, Sequence[tuple[Any, ...]]] | None = None,
 ) -> dict[str, Any]:
     """The dictionary whose hash names a run folder: everything that changes the rows, nothing that does not."""
-    return {
+    extra: dict[str, Any] = {} if pairs is None else {"pairs": {t: list(cs) for t, cs in sorted(pairs.items())}}
+    if cells is not None:
+        extra["cells"] = {t: [list(c) for c in cs] for t, cs in sorted(cells.items())}
+    return extra | {
         "engine_version": ENGINE_VERSION,
         "model": dict(model_fp),
         "items": {"n": len(items), "sha256": items_fingerprint(items)},
@@ -228,19 +271,41 @@ class SweepPlan:
     rank: int
     world_size: int
 
+    def vectors_for(self, batch: Batch) -> list[tuple[str, str]]:
+        """The ``(method, concept)`` vectors that steer this batch's items (a batch holds one task under
+        :attr:`SweepRequest.pairs`)."""
+        task = batch.items[0].task
+        return [(m, c) for (m, c) in self.table if self.request.steers(task, c)]
+
+    def hinted_for(self, batch: Batch) -> list[str]:
+        """The concepts whose hint is a prompting baseline of this batch's items."""
+        task = batch.items[0].task
+        return [c for c in self.hinted if self.request.steers(task, c)]
+
+    def layers_for(self, batch: Batch, method: str, concept: str) -> list[int]:
+        """The layers a vector steers this batch at: the grid's, or those of the task's cells."""
+        task = batch.items[0].task
+        return [l for l in self.request.layers if self.request.combos_for(task, method, concept, l)]
+
+    def units_of(self, batch: Batch) -> int:
+        """Unit groups of one batch: the baseline, one per hinted concept, one per steering vector x layer."""
+        return 1 + len(self.hinted_for(batch)) + sum(len(self.layers_for(batch, m, c)) for m, c in
+                                                       self.vectors_for(batch))
+
     @property
     def units_per_batch(self) -> int:
-        """Unit groups per batch: the baseline, one per hinted concept, one per vector x layer."""
+        """Unit groups of a batch steered by every vector (the most a batch holds)."""
         return 1 + len(self.hinted) + len(self.table) * len(self.request.layers)
 
     @property
     def units_total(self) -> int:
         """Unit groups of this process (what progress counts)."""
-        return len(self.batches) * self.units_per_batch
+        return sum(self.units_of(b) for b in self.batches)
 
     def steered_todo(self, batch: Batch, done: set[tuple[Any, ...]]) -> dict[tuple[str, str, int], list[int]]:
         """``{(method, concept, layer): batch positions}`` of the steered units still to compute."""
-        todo = {(m, c, l): batch.missing(done, m, c, l) for (m, c) in self.table for l in self.request.layers}
+        todo = {(m, c, l): batch.missing(done, m, c, l) for (m, c) in self.vectors_for(batch)
+                for l in self.layers_for(batch, m, c)}
         return {k: v for k, v in todo.items() if v}
 
     def config(self, model_fp: Mapping[str, Any], items: Sequence[Item]) -> dict[str, Any]:
@@ -248,7 +313,7 @@ class SweepPlan:
         r = self.request
         return sweep_config(model_fp=model_fp, items=items, table=self.table, layers=r.layers, alphas=r.alphas,
                             scopes=r.scopes, prompt_prefix=r.prompt_prefix, hints=self.hints,
-                            prompt_baseline=r.prompt_baseline)
+                            prompt_baseline=r.prompt_baseline, pairs=r.pairs, cells=r.cells)
 
 
 def make_plan(items: Sequence[Item], vectors: Any, request: SweepRequest) -> SweepPlan:
@@ -270,11 +335,28 @@ def make_plan(items: Sequence[Item], vectors: Any, request: SweepRequest) -> Swe
     hints = {c: hint_text(c, hint_table, hint_for) for c in concepts}
     # concepts without a hint get no prompting baseline (it would equal the plain baseline)
     hinted = tuple(c for c in concepts if hints[c]) if request.prompt_baseline else ()
+    if request.pairs is not None:
+        unknown = sorted({c for cs in request.pairs.values() for c in cs} - set(concepts))
+        if unknown:
+            raise SteeringError(f"pairs name concepts {unknown} that no vector has; the vectors' concepts are "
+                                f"{concepts}")
+        unpaired = sorted({it.task for it in items} - set(request.pairs))
+        if unpaired and request.cells is not None:
+            raise SteeringError(f"cells has no entry for tasks {unpaired}; give each task its cells, or drop its items")
+        if unpaired:
+            raise SteeringError(f"pairs has no entry for tasks {unpaired}; give each task its concepts (an empty "
+                                "list sweeps only its baselines)")
     rank, world_size = request.shard()
     indexed = list(enumerate(items))[rank::world_size]
     size = request.batch_size
-    batches = tuple(Batch(tuple(i for i, _ in indexed[s: s + size]), tuple(it for _, it in indexed[s: s + size]))
-                    for s in range(0, len(indexed), size))
+    # with pairs, a batch holds one task, so its steered forwards compute only rows that are wanted
+    runs: list[list[tuple[int, Item]]] = []
+    for pair in indexed:
+        if runs and len(runs[-1]) < size and (request.pairs is None or runs[-1][-1][1].task == pair[1].task):
+            runs[-1].append(pair)
+        else:
+            runs.append([pair])
+    batches = tuple(Batch(tuple(i for i, _ in run), tuple(it for _, it in run)) for run in runs)
     return SweepPlan(request, table, hints, hinted, batches, rank, world_size)
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from steerkit.errors import SelectionError
 from steerkit.sweep.engine import BASELINE, PROMPTING
-from steerkit.tasks.stats import paired_bootstrap_diff
+from steerkit.tasks.stats import detectable_effect, paired_bootstrap_diff
 
 GRID_KEYS = ("task", "method", "concept", "scope", "layer", "alpha")
 IN_SAMPLE = "in-sample"  # selected_on / confirmed_on, and the suffix of every label, when there is no held-out split
@@ -63,16 +63,17 @@ def accuracy_grid(df: pd.DataFrame, split: str | None = None, correct: str = "co
 
 
 def _paired(df: pd.DataFrame, cond: pd.DataFrame, correct: str, n_boot: int, seed: int) -> dict[str, float]:
-    """Paired difference (condition - baseline) over the items both have, with a bootstrap CI."""
+    """Paired difference (condition - baseline) over the items both have, with a bootstrap CI and the smallest
+    effect these items could detect (``mde``: 80% power, two-sided 95%, at the observed share of changed items)."""
     base = df[df.method == BASELINE].set_index("item_id")[correct]
     c = cond.set_index("item_id")[correct]
     ids = c.index.intersection(base.index)
     if len(ids) == 0:
-        return {"n": 0, "acc": np.nan, "base": np.nan, "delta": np.nan, "lo": np.nan, "hi": np.nan}
+        return {"n": 0, "acc": np.nan, "base": np.nan, "delta": np.nan, "lo": np.nan, "hi": np.nan, "mde": np.nan}
     a, b = base.loc[ids].astype(float).to_numpy(), c.loc[ids].astype(float).to_numpy()
     iv = paired_bootstrap_diff(a, b, n_boot=n_boot, seed=seed)
     return {"n": len(ids), "acc": float(b.mean()), "base": float(a.mean()), "delta": iv.value, "lo": iv.lo,
-            "hi": iv.hi}
+            "hi": iv.hi, "mde": detectable_effect(len(ids), float(np.mean(a != b)))}
 
 
 def has_selection_splits(df: pd.DataFrame, select_split: str = "train", confirm_split: str = "test") -> bool:
@@ -148,7 +149,8 @@ def best_cells(
 
 
 def paper_table(best: pd.DataFrame, *, method: str | None = None, scope: str | None = None) -> pd.DataFrame:
-    """Task x concept table of ``"<train label> → test <delta> [lo, hi]"`` strings for one method and scope.
+    """Task x concept table of ``"<train label> → test <delta> [lo, hi] (n N, MDE m)"`` strings for one method and
+    scope (MDE: the smallest difference the test items could detect, :func:`steerkit.tasks.stats.detectable_effect`).
 
     In-sample results (``best_cells(..., in_sample=True)``) read ``"<label> in-sample [lo, hi]"``: there is no
     held-out column to point to.
@@ -163,7 +165,8 @@ def paper_table(best: pd.DataFrame, *, method: str | None = None, scope: str | N
         if r.confirmed_on == IN_SAMPLE:
             return f"{r.label_select} [{r.lo_select * 100:+.1f}, {r.hi_select * 100:+.1f}]"
         conf = f"{r.delta_confirm * 100:+.1f}% [{r.lo_confirm * 100:+.1f}, {r.hi_confirm * 100:+.1f}]"
-        return f"{r.label_select} → {r.confirmed_on} {conf}"
+        mde = f" (n {int(r.n_confirm)}, MDE {r.mde_confirm * 100:.1f})" if r.get("n_confirm", 0) else ""
+        return f"{r.label_select} → {r.confirmed_on} {conf}{mde}"
 
     b = b.assign(cell=b.apply(text, axis=1))
     index = ["task"] + (["method"] if method is None else []) + (["scope"] if scope is None and "scope" in b else [])
@@ -257,14 +260,25 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, *, n_boot: int = 2000, i
                   "confirmation; its gain is biased upwards. Sweep items with a train/test split for a held-out "
                   "number.", ""]
     else:
-        lines += ["Best cells chosen on the train split and confirmed on the test split.", ""]
+        lines += ["Best cells chosen on the train split and confirmed on the test split: train label → test "
+                  "difference to the unsteered baseline on the same items [95% paired-bootstrap CI] (n test items, "
+                  "MDE = the smallest difference those items detect with 80% power at the observed share of "
+                  "changed answers).", ""]
+        base = df[df.method == BASELINE].groupby(["task", "split"])["correct"].agg(["mean", "size"]).reset_index()
+        lines += ["Unsteered baseline: " + "; ".join(f"{r.task} {r.split} {r['mean']:.3f} (n {r['size']})"
+                                                    for _, r in base.iterrows()), ""]
     for (m, s), _ in best.groupby(["method", "scope"]):
         head = f"## {m} · scope {s}" + (f" ({IN_SAMPLE})" if in_sample else "")
         lines += [head, "", to_markdown(paper_table(best, method=m, scope=s)), ""]
     steered = df[~df.method.isin([BASELINE, PROMPTING])]
-    for (m, c), _ in steered.groupby(["method", "concept"]):
+    # the landscape the selection saw: the train split when there is one (a select-then-confirm run measures only
+    # the chosen cells on test, so heatmaps over all items would mix a full grid with single cells)
+    split = None if in_sample else "train"
+    shown = steered if split is None else steered[steered.split == split]
+    for (m, c), _ in shown.groupby(["method", "concept"]):
         name = f"heatmap_{m}_{c}".replace(" ", "_").replace("/", "_")
-        heatmaps(df, method=m, concept=c, in_sample=in_sample).write_html(out / f"{name}.html", include_plotlyjs="cdn")
+        heatmaps(df, method=m, concept=c, split=split, in_sample=in_sample).write_html(out / f"{name}.html",
+                                                                                       include_plotlyjs="cdn")
         paths[name] = out / f"{name}.html"
     (out / "report.md").write_text("\n".join(lines))
     paths["report"] = out / "report.md"

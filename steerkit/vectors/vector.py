@@ -303,6 +303,24 @@ def _combined(parts: Sequence[SteeringVector], tensors: Mapping[int, torch.Tenso
     )
 
 
+def match_norms(vector: SteeringVector, reference: SteeringVector) -> SteeringVector:
+    """``vector``'s directions with ``reference``'s per-layer norms, so one strength grid means the same step size
+    for both (a unit-norm probe at alpha 1 is otherwise a far smaller push than a raw MeanShift vector, whose norm is
+    a sizeable fraction of the residual stream's).
+
+    The reference method is recorded in ``extra["norm_matched_to"]``.
+
+    Example:
+        >>> probe_like_ms = match_norms(vecs["probe", "counting"], vecs["mean_shift", "counting"])
+    """
+    vector._check_same_shape(reference)
+    out = {}
+    for l, v in vector._vectors.items():
+        n = v.float().norm()
+        out[l] = (v * (reference[l].float().norm() / n)).to(v.dtype) if n > 0 else v.clone()
+    return vector._replace(out, extra={**vector.extra, "norm_matched_to": reference.method})
+
+
 def mean(vectors: Sequence[SteeringVector]) -> SteeringVector:
     """Layer-wise mean of several vectors (see :meth:`SteeringVector.mean`)."""
     return SteeringVector.mean(vectors)
