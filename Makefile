@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.steerkit-installed
 OUT ?= outputs
 
-.PHONY: quickstart test install notebooks clean
+.PHONY: pipeline quickstart test install notebooks clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH (or run: make PY=python3 ...)"; exit 1; }
@@ -19,7 +19,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Main job: execute the quickstart notebook headless on the embedded default.
+## Main job: the paper's pipeline on the SmolLM2 organism (vectors from the text-only SmolLM2 -> sweep on train ->
+## chosen cells confirmed on test -> best-cell table with CIs + heatmaps in $(OUT)/pipeline). ~5 min on 2 CPU cores.
+pipeline: $(STAMP)
+	STEERKIT_THREADS=$${STEERKIT_THREADS:-2} $(BIN)/steerkit sweep configs/pipeline.yaml --out $(OUT)/pipeline
+
+## The quickstart notebook, headless, on the embedded default (the small organism).
 quickstart: $(STAMP)
 	mkdir -p $(OUT)/01_quickstart
 	STEERKIT_OUT=$(OUT)/01_quickstart $(BIN)/papermill notebooks/01_quickstart.ipynb $(OUT)/01_quickstart/01_quickstart.ipynb --cwd . -k python3

@@ -64,7 +64,8 @@ def sweep(
                 typer.echo("no train/test split in these items (set items.split: stratified for held-out best "
                            "cells): the report is in-sample")
             paths = write_report(df, run_dir / "report", in_sample=in_sample)
-            typer.echo(f"report: {paths['report']}")
+            typer.echo(paths["report"].read_text())  # the best-cell tables with their CIs
+            typer.echo(f"report: {paths['report']} (heatmaps, best_cells.csv beside it)")
         typer.echo(f"{len(df)} rows in {run_dir}")
 
 

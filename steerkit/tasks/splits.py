@@ -68,6 +68,7 @@ CONCEPT_HINTS: dict[str, str] = {
     "distance": "Pay close attention to the real-world distances between the objects.",
     "attribute": "Pay close attention to the colours and shapes of the objects.",
     "entity": "Pay close attention to which objects are in the image.",
+    "comparison": "Compare the objects carefully: which is bigger, closer or further.",
 }
 TASK_CONCEPT: dict[str, str] = {
     "Count": "counting", "Relation": "spatial relationship", "Depth": "depth", "Distance": "distance",

@@ -52,6 +52,31 @@ def test_cli_sweep_writes_results_and_report_and_resumes(tmp_path):
     assert res.exit_code == 0 and sorted((run_dir / "parts").glob("part-*")) == parts  # nothing recomputed
 
 
+def test_cli_select_confirm_protocol(tmp_path):
+    cfg = yaml.safe_load(_config(tmp_path).read_text())
+    cfg.update(protocol="select_confirm", pairs={"Count": ["counting"], "Relation": ["spatial_relation"]})
+    cfg["items"]["n"] = 6
+    (tmp_path / "sc.yaml").write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(app, ["sweep", str(tmp_path / "sc.yaml"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "Best cells chosen on the train split" in res.output and "MDE" in res.output
+    select_dir, confirm_dir = sorted(list_runs(tmp_path / "runs"), key=lambda p: "confirm" in p.name)
+    assert "select" in select_dir.name and "confirm" in confirm_dir.name
+    train = RunStore.from_dir(select_dir).load()
+    test = RunStore.from_dir(confirm_dir).load()
+    assert set(train.split) == {"train"} and set(test.split) == {"test"}
+    # per test item: baseline, its concept's hint, and one row per chosen cell (one per method x scope)
+    assert len(test) == test.item_id.nunique() * (1 + 1 + 2)
+    assert (select_dir / "report" / "report.md").exists()
+
+
+def test_shipped_pipeline_configs_parse():
+    root = Path(__file__).resolve().parents[2]
+    for path in [root / "configs" / "pipeline.yaml", *sorted((root / "benchmarks" / "configs").glob("*.yaml"))]:
+        cfg = SweepConfig.from_yaml(path)
+        assert cfg.grid["layers"] and cfg.items["tasks"], path
+
+
 def test_cli_report_without_a_split_is_labelled_in_sample(tmp_path):
     res = CliRunner().invoke(app, ["sweep", str(_config(tmp_path, split="none")), "--no-progress"])
     assert res.exit_code == 0, res.output
