@@ -49,6 +49,8 @@ class Capture:
         tuple_output: whether each decoder layer returned a tuple (transformers 4.x) rather than a tensor.
         logits: last-position logits of the unsteered forward [B, V] (the baseline, for free).
         batch: number of items B.
+        kv: layer -> (keys, values) that layer wrote into the KV cache (only under ``recording(..., kv_below=k)``,
+            for layers < k): what a replayed *prefill* writes for the layers it skips.
     """
 
     hidden: dict[int, torch.Tensor]
@@ -56,6 +58,7 @@ class Capture:
     tuple_output: bool = False
     logits: torch.Tensor | None = None
     batch: int = 0
+    kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
 
 def tile(obj: Any, repeats: int, n_images: int | None = None) -> Any:
@@ -123,16 +126,33 @@ def _hidden_arg(args: tuple, kwargs: dict) -> torch.Tensor:
     return kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
 
 
-@torch.no_grad()
-def capture(model: nn.Module, inputs: Mapping[str, Any], layers: Sequence[int]) -> Capture:
-    """One unsteered forward that records what :func:`steered_logits` needs for ``layers``.
+CACHE_KWARGS = ("cache", "past_key_values", "past_key_value")  # the KV cache's name in a decoder layer's call
+
+
+def cache_arg(kwargs: Mapping[str, Any]) -> Any:
+    """The KV cache object a decoder layer was called with, or None."""
+    for name in CACHE_KWARGS:
+        if kwargs.get(name) is not None:
+            return kwargs[name]
+    return None
+
+
+@contextmanager
+def recording(model: nn.Module, layers: Sequence[int], batch: int, *, kv_below: int = 0) -> Iterator[Capture]:
+    """Inside: forwards of ``model`` (an item batch of ``batch`` rows) record what replays of ``layers`` need.
+
+    The yielded :class:`Capture` fills as the model runs: each layer's input (the last call wins), the vision
+    tower's outputs (every call, in order) and, with ``kv_below=k``, the keys and values each layer < k writes into
+    the forward's KV cache (``Capture.kv``). :func:`capture` runs one plain forward inside it;
+    :mod:`steerkit.sweep.generate` runs ``generate``'s own prefill inside it, so that the recorded cache has the
+    position ids ``generate`` gives left-padded rows.
 
     Example:
-        >>> cap = capture(model, adapter_for(model).build_inputs(processor, prompts, images), layers=[2, 4])
+        >>> with recording(model, [2], batch=4, kv_below=2) as cap:
+        ...     model.generate(**inputs, max_new_tokens=1, do_sample=False)
     """
     adapter = adapter_for(model)
     decoder = adapter.decoder_layers(model)
-    batch = int(inputs["input_ids"].shape[0])
     cap = Capture(hidden={}, batch=batch)
     handles = []
 
@@ -149,16 +169,48 @@ def capture(model: nn.Module, inputs: Mapping[str, Any], layers: Sequence[int]) 
         # a fresh container: models overwrite fields of the returned output object afterwards (Qwen2-VL)
         cap.vision.append(tile(output, 1))
 
+    patched: list[Any] = []
+
+    def record_cache(_m: nn.Module, _args: tuple, kwargs: dict) -> None:
+        # wrap this forward's own cache object: the layers' update calls are what a replayed prefill must repeat
+        cache = cache_arg(kwargs)
+        if cache is None or "update" in vars(cache):
+            return
+        original = cache.update
+
+        def update(key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *a: Any, **kw: Any) -> Any:
+            if layer_idx < kv_below:
+                cap.kv[layer_idx] = (key_states.detach(), value_states.detach())
+            return original(key_states, value_states, layer_idx, *a, **kw)
+
+        cache.update = update
+        patched.append(cache)
+
     try:
         for layer in sorted(set(layers)):
             handles.append(decoder[layer].register_forward_pre_hook(record_hidden(layer), with_kwargs=True))
         handles.append(decoder[0].register_forward_hook(record_output))
         for module in adapter.vision_tower_modules(model):
             handles.append(module.register_forward_hook(record_vision))
-        cap.logits = last_logits(model, inputs)
+        if kv_below > 0:
+            handles.append(decoder[0].register_forward_pre_hook(record_cache, with_kwargs=True))
+        yield cap
     finally:
         for h in handles:
             h.remove()
+        for cache in patched:
+            vars(cache).pop("update", None)
+
+
+@torch.no_grad()
+def capture(model: nn.Module, inputs: Mapping[str, Any], layers: Sequence[int]) -> Capture:
+    """One unsteered forward that records what :func:`steered_logits` needs for ``layers``.
+
+    Example:
+        >>> cap = capture(model, adapter_for(model).build_inputs(processor, prompts, images), layers=[2, 4])
+    """
+    with recording(model, layers, int(inputs["input_ids"].shape[0])) as cap:
+        cap.logits = last_logits(model, inputs)
     return cap
 
 
