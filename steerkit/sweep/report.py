@@ -170,7 +170,8 @@ def paper_table(best: pd.DataFrame, *, method: str | None = None, scope: str | N
 
     b = b.assign(cell=b.apply(text, axis=1))
     index = ["task"] + (["method"] if method is None else []) + (["scope"] if scope is None and "scope" in b else [])
-    return b.pivot_table(index=index, columns="concept", values="cell", aggfunc="first")
+    # a task x concept pair that was not swept (e.g. outside a sweep's pairs) reads "—", not "nan"
+    return b.pivot_table(index=index, columns="concept", values="cell", aggfunc="first").fillna("—")
 
 
 def heatmap(grid: pd.DataFrame, *, title: str = "", value: str = "delta", zmid: float | None = 0.0) -> Any:

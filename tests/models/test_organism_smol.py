@@ -70,3 +70,43 @@ def test_text_source_is_the_unmodified_smollm2():
     lm, _ = load_model("steerkit/organism-smol-text")
     ref, _ = load_smollm2()
     assert all(torch.equal(a, b) for a, b in zip(lm.state_dict().values(), ref.state_dict().values()))
+
+
+def test_shipped_model_loads_from_the_package_and_passes_the_adapter_checks(monkeypatch):
+    """The build in steerkit/data/organism-smol: loads offline through load_model, the adapter resolves every family
+    fact on it, and it answers held-out image questions well above chance (its shipped table's Count row)."""
+    from torch import nn
+
+    from steerkit.models.adapters import TextBackbone, adapter_for
+    from steerkit.models.loading import load_model
+    from steerkit.models.organism import world
+    from steerkit.models.organism_smol import SHIPPED_DIR
+    from steerkit.tasks.evaluate import evaluate
+
+    monkeypatch.delenv("STEERKIT_ORGANISM_SMOL_DIR", raising=False)
+    model, processor = load_model("steerkit/organism-smol")
+    a = adapter_for(model)
+    layers = a.decoder_layers(model)
+    assert len(layers) == a.num_layers(model) == 30 and a.hidden_size(model) == 576
+    tok = a.tokenizer(processor)
+    assert tok.convert_ids_to_tokens(a.image_token_id(model)) == "<image>"
+    assert a.image_token_id(model) not in a.special_ids(processor, model)
+    vision = {id(p) for m in a.vision_modules(model) for p in m.parameters()}
+    assert vision and not vision & {id(p) for p in layers.parameters()}
+    targets = a.lora_target_modules(model)
+    assert len(targets) == 30 * 7 and all(isinstance(model.get_submodule(t), nn.Linear) for t in targets)
+    items = world.world_items("Count", 2, seed=0, mode="image", split="test")
+    inputs = a.build_inputs(processor, ["How many?", items[0].prompt], images=[it.image for it in items])
+    assert inputs["attention_mask"][0, 0] == 0 and (inputs["input_ids"] == a.image_token_id(model)).sum() == 128
+    text = a.build_inputs(processor, ["Is the red circle left of the blue square?"])
+    backbone = a.text_backbone(model)
+    assert isinstance(backbone, TextBackbone)
+    with torch.no_grad():
+        torch.testing.assert_close(backbone(**text, output_hidden_states=True).hidden_states[-1],
+                                   model(**text, output_hidden_states=True).hidden_states[-1], rtol=1e-4, atol=1e-4)
+    # it learned: 60 held-out image Count questions (chance 0.25; the shipped table says 0.54 on 200)
+    shipped = pd.read_parquet(SHIPPED_DIR / "metrics.parquet")
+    count = shipped[(shipped.task == "Count") & (shipped["mode"] == "image")].iloc[0]
+    assert count.n >= 200 and count.lo > count.chance
+    df = evaluate(model, processor, world.world_items("Count", 60, seed=1, mode="image", split="test"), progress=False)
+    assert df.correct.mean() >= 0.4, df.correct.mean()
