@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## Main job: the paper's pipeline on the SmolLM2 organism (vectors from the text-only SmolLM2 -> sweep on train ->
-## chosen cells confirmed on test -> best-cell table with CIs + heatmaps in $(OUT)/pipeline). ~5 min on 2 CPU cores.
+## chosen cells confirmed on test -> best-cell table with CIs + heatmaps in $(OUT)/pipeline). ~7 min on a 2-core CPU.
 pipeline: $(STAMP)
 	STEERKIT_THREADS=$${STEERKIT_THREADS:-2} $(BIN)/steerkit sweep configs/pipeline.yaml --out $(OUT)/pipeline
 
