@@ -28,18 +28,17 @@ import torch
 from steerkit.errors import SelectionError
 from steerkit.sweep.engine import BASELINE, PROMPTING, sweep
 from steerkit.sweep.plan import as_vector_table
-from steerkit.sweep.report import accuracy_grid
+from steerkit.sweep.report import accuracy_grid, top_cells
 from steerkit.tasks.schema import Item
 
 
 def select_cells(train: pd.DataFrame, correct: str = "correct") -> pd.DataFrame:
-    """The best (layer, alpha) per (task, method, concept, scope) on ``train`` rows, with the tie rule of
-    :func:`~steerkit.sweep.report.best_cells` (higher accuracy, then the smaller strength, then the earlier layer)."""
+    """The best (layer, alpha) per (task, method, concept, scope) on ``train`` rows, by the selection rule of
+    :func:`~steerkit.sweep.report.best_cells` (:func:`~steerkit.sweep.report.top_cells`)."""
     grid = accuracy_grid(train, None, correct)
     if grid.empty:
         raise SelectionError("the selection sweep produced no steered rows; check the grid and the pairs")
-    grid = grid.sort_values(["accuracy", "alpha", "layer"], ascending=[False, True, True], kind="stable")
-    return grid.groupby(["task", "method", "concept", "scope"], sort=True).head(1).reset_index(drop=True)
+    return top_cells(grid)
 
 
 def select_and_confirm(

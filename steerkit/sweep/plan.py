@@ -165,11 +165,6 @@ class SweepRequest:
         """How many (scope, strength) combinations one replay forward tiles (``max_rows`` // ``batch_size``)."""
         return max(1, self.max_rows // max(1, self.batch_size))
 
-    def combo_groups(self) -> list[tuple[tuple[str, float], ...]]:
-        """The (scope, strength) combinations split into the groups of one forward each."""
-        n = self.combos_per_forward
-        return [self.combos[g: g + n] for g in range(0, len(self.combos), n)]
-
 
 def as_vector_table(vectors: Any) -> VectorTable:
     """``{(method, concept): {layer: tensor}}`` from the accepted forms of ``vectors``.

@@ -76,6 +76,14 @@ def _paired(df: pd.DataFrame, cond: pd.DataFrame, correct: str, n_boot: int, see
             "hi": iv.hi, "mde": detectable_effect(len(ids), float(np.mean(a != b)))}
 
 
+def top_cells(grid: pd.DataFrame, keys: Sequence[str] = ("task", "method", "concept", "scope")) -> pd.DataFrame:
+    """The best row of an :func:`accuracy_grid` per group of ``keys``, in group order: the highest accuracy; ties go
+    to the smaller strength, then the earlier layer (the cheaper intervention). The one selection rule of
+    :func:`best_cells` and :func:`steerkit.sweep.confirm.select_cells`."""
+    ranked = grid.sort_values(["accuracy", "alpha", "layer"], ascending=[False, True, True], kind="stable")
+    return ranked.groupby(list(keys), sort=True).head(1).sort_values(list(keys), kind="stable").reset_index(drop=True)
+
+
 def has_selection_splits(df: pd.DataFrame, select_split: str = "train", confirm_split: str = "test") -> bool:
     """Whether ``df`` holds rows of both the selection and the confirmation split (what :func:`best_cells` needs
     to report held-out numbers)."""
@@ -122,15 +130,10 @@ def best_cells(
             "in_sample=True to report in-sample numbers labelled as such")
     where = IN_SAMPLE if in_sample else None
     group_keys = [k for k in ("task", "concept", "method", "scope") if k not in over]
-    grid = accuracy_grid(df, sel_split, correct)
     rows: list[dict[str, Any]] = []
-    for key, g in grid.groupby(group_keys, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        # highest accuracy; ties go to the smaller strength, then the earlier layer (the cheaper intervention)
-        g = g.sort_values(["accuracy", "alpha", "layer"], ascending=[False, True, True], kind="stable")
-        top = g.iloc[0]
+    for _, top in top_cells(accuracy_grid(df, sel_split, correct), group_keys).iterrows():
         cell = {k: top[k] for k in over}
-        row: dict[str, Any] = {**dict(zip(group_keys, key)), **cell,
+        row: dict[str, Any] = {**{k: top[k] for k in group_keys}, **cell,
                                "selected_on": where or sel_split, "confirmed_on": where or conf_split}
         for side, split in (("select", sel_split), ("confirm", conf_split)):
             d = _with_split(df, split)
