@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from steerkit.errors import ModelNotBuiltError
+from steerkit.models.organism_smol.config import SmolOrganismConfig
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +41,13 @@ def test_smoke_build_ships_only_trained_parts_and_loads_like_any_family(smoke_bu
     info = json.loads((out / "build.json").read_text())
     # Only the tower, projector and LoRA ship (bf16): far below the base LM's 135 M parameters.
     assert info["shipped_bytes"] < 25 * 2**20 and not list(out.glob("*.pt"))
-    assert {"base_s", "grounding_s", "lora_s", "final_eval_s"} <= set(info["times"]) and info["machine"]["cpu_count"]
+    stages = [s.name for s in SmolOrganismConfig().stages]
+    assert {"base_s", "grounding_s", "lora_s", "final_eval_s", *(f"stage_{s}_s" for s in stages)} <= set(info["times"])
+    assert info["machine"]["cpu_count"] and [p["stage"] for p in info["lora_curve"]][-1] == stages[-1]
+    assert SmolOrganismConfig.read(out).stages == SmolOrganismConfig().fast().stages  # config.json round-trips
     metrics = pd.read_parquet(out / "metrics.parquet")
-    assert set(zip(metrics.task, metrics["mode"])) == {(t, m) for t in world.TASKS for m in ("image", "text")}
+    assert set(zip(metrics.task, metrics["mode"])) == {(t, m) for t in world.TASKS for m in ("image", "text")} | {
+        ("Arithmetic", m) for m in ("text", "image", "transcribe")}
 
     monkeypatch.setenv("STEERKIT_ORGANISM_SMOL_DIR", str(out))
     model, processor = load_model("steerkit/organism-smol")
@@ -57,9 +62,10 @@ def test_smoke_build_ships_only_trained_parts_and_loads_like_any_family(smoke_bu
             steered = model(**inputs).logits[:, -1]
     assert not torch.allclose(plain, steered)
     # The shipped table is what the shipped parts score (same held-out items, same scorer).
-    from steerkit.models.organism_smol.evaluation import ability_table
+    from steerkit.models.organism_smol.evaluation import ability_table, arithmetic_table
 
-    again = ability_table(model, processor, n=4)
+    again = pd.concat([ability_table(model, processor, n=2), arithmetic_table(model, processor, n=2)],
+                      ignore_index=True)
     pd.testing.assert_series_equal(again.accuracy, metrics.accuracy)
 
 

@@ -75,7 +75,7 @@ def pixel_values(processor: Any, images: Sequence[Image.Image]) -> torch.Tensor:
 
 def image_features(model: Any, pixels: torch.Tensor) -> torch.Tensor:
     """Projected image tokens [n_images, n_tokens, hidden]: what replaces the ``<image>`` tokens."""
-    out = model.get_image_features(pixel_values=pixels)
+    out = model.get_image_features(pixel_values=pixels.to(next(model.parameters()).device))
     feats = out.pooler_output if hasattr(out, "pooler_output") else out
     return torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats
 

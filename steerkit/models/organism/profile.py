@@ -26,12 +26,13 @@ SOURCE = "organism"
 TRAIN_GLYPH = 15  # the training glyph size in its 16-pixel cells
 
 
-def text_problems(n: int, *, seed: int = 0, split: str = "test") -> list[Any]:
+def text_problems(n: int, *, seed: int = 0, split: str = "test", source: str = SOURCE) -> list[Any]:
     """The organism's two-digit additions as gap :class:`~steerkit.gap.problems.TextProblem`.
 
     ``extra`` keeps its fields: ``trace`` (its chain of thought ending in ``<answer>``), ``text_prompt`` and
     ``image_prompt`` (the prompts it was trained on), ``a``, ``b`` and ``split``. Train and test problems are
-    disjoint by construction (:func:`steerkit.models.organism.world.arithmetic_problems`).
+    disjoint by construction (:func:`steerkit.models.organism.world.arithmetic_problems`). ``source`` names the
+    profile they are asked of (another organism of the same world re-sources them to get its own prompt style).
 
     Example:
         >>> text_problems(2, seed=0)[0].question  # "a+b", two-digit operands
@@ -39,7 +40,7 @@ def text_problems(n: int, *, seed: int = 0, split: str = "test") -> list[Any]:
     """
     from steerkit.gap.problems import TextProblem
 
-    return [TextProblem(question=r["question"], answer=str(r["answer"]), id=str(r["id"]), source=SOURCE,
+    return [TextProblem(question=r["question"], answer=str(r["answer"]), id=str(r["id"]), source=source,
                         extra={k: v for k, v in r.items() if k not in ("question", "answer", "id")} | {"split": split})
             for r in world.arithmetic_problems(n, seed=seed, split=split)]
 

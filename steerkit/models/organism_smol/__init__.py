@@ -9,13 +9,11 @@ merged into it, so the loaded model is a plain transformers Llava that every ste
 Example:
     >>> from steerkit.models import organism_smol
     >>> model, processor = organism_smol.load()
-    >>> organism_smol.build("/tmp/organism-smol", seed=0)                  # the recipe, ~75 min on 2 CPU cores
+    >>> organism_smol.build("/tmp/organism-smol", seed=0)                  # the recipe, ~2 h on 2 CPU cores
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +46,9 @@ def load(path: str | Path | None = None) -> tuple[Any, Any]:
     path = Path(path) if path is not None else default_dir()
     if not (path / VISION_FILE).exists() or not (path / LORA_DIR).exists():
         raise ModelNotBuiltError(f"no trained SmolLM2 organism in {path} ({VISION_FILE} or {LORA_DIR}/ is missing). "
-                                 f"Build it with `{build_command(path)}` (about 75 min on 2 CPU cores; "
+                                 f"Build it with `{build_command(path)}` (about 2 h on 2 CPU cores; "
                                  f"`--device cuda` on a GPU), or set ${ENV_VAR} to a folder built elsewhere")
-    fields = {f.name for f in dataclasses.fields(SmolOrganismConfig)}
-    cfg = SmolOrganismConfig(**{k: v for k, v in json.loads((path / "config.json").read_text()).items() if k in fields})
+    cfg = SmolOrganismConfig.read(path)
     lm, tok = load_smollm2()
     processor = construct.make_processor(tok, cfg)
     model = construct.make_mllm(lm, processor, cfg)

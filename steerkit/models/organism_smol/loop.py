@@ -1,111 +1,89 @@
-"""Stage 2: joint LoRA. Each step takes a batch of image-mode and a batch of text-mode questions (the same world,
-training split only) and trains the LoRA on the answer letter (cross-entropy at the answer position), with the
-tower frozen. bf16 autocast on CPU and GPU; sequence lengths padded to a multiple of 16 (faster kernels). A
-checkpoint after every learning-curve point lets a killed build resume where it stopped.
+"""The LoRA stages. Each step draws its stage's mix of training samples (:mod:`~steerkit.models.organism_smol.samples`),
+groups them into an image batch and a text batch, and trains the LoRA on the target tokens (mean per sample, every
+sample weighing the same), with the tower frozen. bf16 autocast on CPU and GPU. A checkpoint after every
+learning-curve point lets a killed build resume where it stopped; a finished stage's checkpoint holds its final
+LoRA, so a resumed build skips it.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from steerkit.models.adapters import adapter_for
-from steerkit.models.organism import world as w
-from steerkit.models.organism_smol.config import SmolOrganismConfig
-from steerkit.tasks.schema import Item
-from steerkit.tasks.scoring import PAPER_PREFIX, letter_token_ids
+from steerkit.models.organism_smol.config import Stage
+from steerkit.models.organism_smol.samples import SampleSource, encode, sample_losses
 
 MODES = ("image", "text")
 
 
-def pad_to_multiple(inputs: dict[str, torch.Tensor], pad_id: int, multiple: int = 16) -> dict[str, torch.Tensor]:
-    """Left-pad ``input_ids``/``attention_mask`` to a multiple of ``multiple`` tokens."""
-    extra = (-inputs["input_ids"].shape[1]) % multiple
-    if extra:
-        b = inputs["input_ids"].shape[0]
-        ids, mask = inputs["input_ids"], inputs["attention_mask"]
-        inputs["input_ids"] = torch.cat([torch.full((b, extra), pad_id, dtype=ids.dtype, device=ids.device), ids], 1)
-        inputs["attention_mask"] = torch.cat([torch.zeros(b, extra, dtype=mask.dtype, device=mask.device), mask], 1)
-    return inputs
+def lora_parameters(peft_model: Any) -> list[torch.nn.Parameter]:
+    """The LoRA's trainable parameters, in a fixed order (what checkpoints hold)."""
+    return [p for n, p in peft_model.named_parameters() if "lora_" in n]
 
 
-def train_lora(peft_model: Any, processor: Any, cfg: SmolOrganismConfig, ckpt: Path,
-               evaluate: Callable[[], dict[str, float]], log: Callable[[str], None] = print,
-               device: str | torch.device = "cpu") -> list[dict[str, Any]]:
-    """Train the LoRA of ``peft_model`` (see the module docstring); returns the held-out learning curve.
+def train_stage(peft_model: Any, processor: Any, source: SampleSource, stage: Stage, seed: int, ckpt: Path,
+                evaluate: Callable[[], dict[str, float]], log: Callable[[str], None] = print,
+                device: str | torch.device = "cpu", first_point: bool = False) -> list[dict[str, Any]]:
+    """Train ``stage`` (see the module docstring); returns its held-out learning curve.
 
-    ``evaluate()`` gives the curve's accuracies; ``ckpt`` holds LoRA weights, optimiser, schedule, step and curve.
+    ``evaluate()`` gives a curve point's accuracies; ``first_point`` measures one before the first step too.
+    ``ckpt`` holds LoRA weights, optimiser, schedule, step and curve.
     """
     base = peft_model.base_model.model
-    adapter = adapter_for(base)
-    tok = processor.tokenizer
-    params = [p for p in peft_model.parameters() if p.requires_grad]
-    questions = [q for t in w.TASKS for q in w.scene_questions(t, cfg.n_train, seed=cfg.seed, split="train")]
-    order = random.Random(cfg.seed + 1)
-    perms = {m: order.sample(range(len(questions)), len(questions)) for m in MODES}
-    batch_sizes = {"image": cfg.image_batch, "text": cfg.text_batch}
-    total = sum(batch_sizes.values())
-    # The target is each letter's first spelling under the scorer's rule (the bare letter for SmolLM2).
-    letters = {L: ids[0] for L, ids in letter_token_ids(tok).items()}
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (
-        1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
-    step, curve = 0, []
+    params = lora_parameters(peft_model)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=stage.lr, weight_decay=0.0)
+    floor = stage.min_lr_frac
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / stage.warmup) * (
+        floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(s, stage.steps) / stage.steps))))
+    step, curve, seconds = 0, [], 0.0
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         for p, v in zip(params, state["lora"]):
             p.data.copy_(v)
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
-        step, curve = state["step"], state["curve"]
-        log(f"resumed the LoRA stage at step {step}")
-    else:
-        curve.append(dict(step=0, seconds=0.0, **evaluate()))
-
-    def batch(mode: str, s: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        b = batch_sizes[mode]
-        items: list[Item] = [questions[perms[mode][(s * b + j) % len(questions)]].item(mode) for j in range(b)]
-        inputs = adapter.build_inputs(processor, [PAPER_PREFIX + it.prompt for it in items],
-                                      [it.image for it in items] if mode == "image" else None)
-        inputs = pad_to_multiple(dict(inputs), tok.pad_token_id)
-        return {k: v.to(device) for k, v in inputs.items()}, torch.tensor([letters[it.answer] for it in items],
-                                                                           device=device)
-
-    started = time.time() - (curve[-1]["seconds"] if curve else 0.0)
-    bar = tqdm(total=cfg.steps, initial=step, desc="LoRA", mininterval=10)
-    while step < cfg.steps:
+        step, curve, seconds = state["step"], state["curve"], state["seconds"]
+        log(f"stage {stage.name}: resumed at step {step}/{stage.steps}")
+    elif first_point:
+        base.eval()
+        curve.append(dict(stage=stage.name, step=0, seconds=0.0, **evaluate()))
+        log(f"stage {stage.name} step 0: held-out {curve[-1]}")
+    started = time.time() - seconds
+    bar = tqdm(total=stage.steps, initial=step, desc=f"LoRA {stage.name}", mininterval=10)
+    while step < stage.steps:
         base.train()
         opt.zero_grad(set_to_none=True)
-        for mode in MODES:
-            if not batch_sizes[mode]:
-                continue
-            inputs, target = batch(mode, step)
-            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
-                logits = peft_model(**inputs, use_cache=False, logits_to_keep=1).logits[:, -1].float()
-            (F.cross_entropy(logits, target) * batch_sizes[mode] / total).backward()
+        samples = source.batch(stage.mix, seed, stage.name, step)
+        for group in ([s for s in samples if s.image is not None], [s for s in samples if s.image is None]):
+            if group:
+                losses = sample_losses(peft_model, encode(base, processor, group), device)
+                (losses.sum() / len(samples)).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         step += 1
         bar.update(1)
-        if step % cfg.eval_every == 0 or step == cfg.steps:
+        if step % stage.eval_every == 0 or step == stage.steps:
             base.eval()
-            point = dict(step=step, seconds=time.time() - started, **evaluate())
+            seconds = time.time() - started
+            point = dict(stage=stage.name, step=step, seconds=round(seconds, 1), **evaluate())
             curve.append(point)
-            log(f"LoRA step {step}: held-out {point}")
+            log(f"stage {stage.name} step {step}: held-out {point}")
             tmp = ckpt.with_suffix(".tmp")
             torch.save(dict(lora=[p.detach().clone() for p in params], opt=opt.state_dict(),
-                            sched=sched.state_dict(), step=step, curve=curve), tmp)
+                            sched=sched.state_dict(), step=step, curve=curve, seconds=seconds), tmp)
             os.replace(tmp, ckpt)  # atomic: a kill never leaves a half-written checkpoint
     bar.close()
     base.eval()
+    for p in params:
+        p.requires_grad_(False)
     return curve

