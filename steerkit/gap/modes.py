@@ -31,9 +31,10 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from PIL import Image
@@ -44,6 +45,9 @@ from steerkit.gap.ocr import OcrEngine, engine_name
 from steerkit.gap.parse import answers_match, parse_number, parse_transcript
 from steerkit.gap.problems import TextProblem
 from steerkit.render.text_image import RenderConfig, render_text
+
+if TYPE_CHECKING:
+    from steerkit.gap.steered import GapSteer
 
 MODES: tuple[str, ...] = ("text", "image", "instruction_image", "ocr_1p", "ocr_2p")
 """The paper's five modes (what ``run_gap`` runs by default)."""
@@ -179,14 +183,18 @@ def mode_input(problem: TextProblem, mode: str, style: PromptStyle, render: Rend
     return ModeInput(style.fill(style.ocr_2p_transcribe_prompt, q), image)
 
 
-def _generate(model: Any, processor: Any, inputs: Sequence[ModeInput], gen: dict[str, Any]) -> list[str]:
+def _generate(model: Any, processor: Any, inputs: Sequence[ModeInput], gen: dict[str, Any],
+              steer: GapSteer | None = None) -> list[str]:
     from steerkit.models.generation import generate_text
 
     images = [x.image for x in inputs]
     has = {im is not None for im in images}
     if len(has) > 1:
         raise GapError("a batch mixes text-only and image inputs; generate them separately")
-    return generate_text(model, processor, [x.prompt for x in inputs], images if has == {True} else None, **gen)
+    with_images = has == {True}
+    # steer()'s hooks leave with the context, whatever ends it (an exception mid-generation included).
+    with nullcontext() if steer is None else steer.applied(model, with_images):
+        return generate_text(model, processor, [x.prompt for x in inputs], images if with_images else None, **gen)
 
 
 def _ocr_engine(engine: OcrEngine | None) -> OcrEngine:
@@ -223,6 +231,7 @@ def run_gap(
     skip_unsupported: bool = False,
     model_name: str | None = None,
     ocr_engine: OcrEngine | None = None,
+    steer: GapSteer | None = None,
 ) -> pd.DataFrame:
     """Run every mode on the same problems; one row per (item, mode).
 
@@ -237,10 +246,23 @@ def run_gap(
     transcript fills the ``transcript`` column as ``ocr_2p``'s does, so :func:`steerkit.gap.taxonomy.tag_errors`
     tags its errors the same way, and the ``prompt`` column holds the text prompt built from it.
 
+    ``steer`` (a :class:`steerkit.gap.steered.GapSteer`, one steering condition) steers every model generation of
+    every mode through :func:`steerkit.steer.steer`: both passes of ``ocr_2p``, the text pass of ``ocr_external``
+    (scope ``"image"`` leaves text-only generations unsteered: they have no image positions). Rows record it in
+    ``steer_name, steer_layer, steer_alpha, steer_scope, steer_when, steer_applied`` (None / NA / NaN / False
+    with ``steer=None``, whose rows are otherwise those of an unsteered run). To compare conditions, use
+    :func:`steerkit.gap.steered.run_gap_steered` and :func:`~steerkit.gap.steered.gap_effects`.
+
     Example:
         >>> df = run_gap(model, processor, problem_set("organism", 50), modes=["text", "instruction_image"])
         >>> df = run_gap(model, processor, word_problems(50), modes=["text", "ocr_2p", "ocr_external"])
+        >>> df = run_gap(model, processor, probs, steer=GapSteer(vector, layer=2, alpha=1.0, scope="image"))
     """
+    from steerkit.gap.steered import GapSteer, steer_dtypes, unsteered_columns
+
+    if steer is not None and not isinstance(steer, GapSteer):
+        raise GapError(f"steer must be a steerkit.gap.steered.GapSteer (or None), got {type(steer).__name__}; "
+                       "wrap the vector as GapSteer(vector, layer, alpha, scope=...)")
     problems = list(problems)
     style = style or style_for(problems)
     cfg = render or RenderConfig()
@@ -258,15 +280,18 @@ def run_gap(
             # Pass 1 is the OCR engine on the rendered problem; the model only sees the text prompt built from it.
             transcripts = [_transcribe(engine, x.image) for x in tqdm(inputs, desc="external OCR", leave=False)]
             inputs = [ModeInput(style.fill(style.text_template, t), None) for t in transcripts]
-        responses = _generate(model, processor, inputs, gen)
+        responses = _generate(model, processor, inputs, gen, steer)
         final = responses
+        steered = steer is not None and steer.applies(any(x.image is not None for x in inputs))
         if mode in ("ocr_1p", "ocr_2p"):
             transcripts = [parse_transcript(r) for r in responses]
         if mode == "ocr_2p":
             # Pass 1 may forget the tags: then the whole response is taken as the transcript.
             transcripts = [t if t is not None else r.strip() for t, r in zip(transcripts, responses)]
             second = [ModeInput(style.fill(style.text_template, t), None) for t in transcripts]
-            final = _generate(model, processor, second, gen)
+            final = _generate(model, processor, second, gen, steer)
+            steered = steered or (steer is not None and steer.applies(False))
+        steer_cols = unsteered_columns() if steer is None else steer.columns(steered)
         for p, inp, first, resp, tr in zip(problems, inputs, responses, final, transcripts):
             parsed = parse_number(resp)
             rows.append(dict(
@@ -279,8 +304,9 @@ def run_gap(
                 scale=cfg.scale if mode != "text" else None, invert=cfg.invert if mode != "text" else None,
                 temperature=temperature, model=model_name or getattr(model.config, "_name_or_path", "") or
                 type(model).__name__,
+                **steer_cols,
             ))
-    return pd.DataFrame(rows)
+    return steer_dtypes(pd.DataFrame(rows))
 
 
 def sweep_render(
