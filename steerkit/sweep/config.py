@@ -7,6 +7,8 @@ Example ``sweep.yaml``::
     device: cpu
     items:
       source: model                   # model (its profile's items) | a profile name (organism) | synth | cvbench
+                                      # | clevr (clevr_count_70k: hub id or local parquet in `path`) | superclevr
+                                      #   (R1-V counting JSONL in `path`); clevr/superclevr: `n` = first n rows
       tasks: [Count, Relation]
       n: 40                           # per task
       seed: 0
@@ -33,6 +35,15 @@ Example ``sweep.yaml``::
     protocol: grid                    # grid: every cell on every item | select_confirm: grid on train, chosen cells on test
     pairs: {Count: [counting]}        # optional: steer each task only with its concepts' vectors
     report: true                      # also write best cells, heatmaps and report.md into the run folder
+    answer: auto                      # how items are answered: auto (multiple-choice items by letter, items with an
+                                      #   open form -- CLEVR/Super-CLEVR counting -- by generation) | letter |
+                                      #   generate (multiple-choice items: generate, parse the letter) | both
+    max_new_tokens: 16                # generation: new tokens per answer at most
+    stop_strings: null                # generation: e.g. ["</answer>"]; a row ends after the token completing one
+    when: prefill                     # generation: prefill (steer the prompt) | all (also each new token in scope)
+
+Generated rows carry ``gen_text``, ``gen_pred``, ``gen_correct`` (and ``correct`` = ``gen_correct``, so the report
+reads them unchanged); see :func:`steerkit.sweep.engine.sweep`.
 
 Example:
     >>> cfg = SweepConfig.from_yaml("sweep.yaml")
@@ -73,6 +84,10 @@ class SweepConfig:
     pairs: dict[str, list[str]] | None = None
     report: bool = True
     run_name: str | None = None
+    answer: str = "auto"
+    max_new_tokens: int = 16
+    stop_strings: list[str] | None = None
+    when: str = "prefill"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepConfig:
@@ -90,6 +105,14 @@ class SweepConfig:
         if cfg.protocol == "select_confirm" and cfg.items.get("split", "none") in (None, "none"):
             raise DataError("protocol select_confirm selects on train and confirms on test: set items.split "
                             "(stratified or paper)")
+        from steerkit.sweep.plan import ANSWERS, WHENS
+
+        if cfg.answer not in ANSWERS:
+            raise DataError(f"answer={cfg.answer!r}: use one of {list(ANSWERS)}")
+        if cfg.when not in WHENS:
+            raise DataError(f"when={cfg.when!r}: use one of {list(WHENS)}")
+        if isinstance(cfg.stop_strings, str):
+            cfg.stop_strings = [cfg.stop_strings]
         return cfg
 
     @classmethod
@@ -127,7 +150,12 @@ def load_items(spec: dict[str, Any], model: str | None = None) -> list[Any]:
     """The items a config's ``items`` section describes.
 
     ``source``: ``"model"`` (default; the items of ``model``'s profile), a profile name (e.g. ``"organism"``),
-    ``"synth"`` (:func:`steerkit.tasks.synth.generate`) or ``"cvbench"`` (a hub id or local ``path``).
+    ``"synth"`` (:func:`steerkit.tasks.synth.generate`), ``"cvbench"`` (a hub id or local ``path``), ``"clevr"``
+    (:func:`steerkit.tasks.loaders.load_clevr_count`: hub id or local parquet in ``path``) or ``"superclevr"``
+    (:func:`steerkit.tasks.loaders.load_superclevr_count`: the JSONL or its folder in ``path``); for these two,
+    ``n`` is the number of rows read.
+    CLEVR items carry their open form (answered by generation under ``answer: auto``); ``open_auto: both`` also
+    scores their multiple-choice form.
     """
     source = spec.get("source", "model")
     tasks = spec.get("tasks") or ["Count"]
@@ -140,10 +168,21 @@ def load_items(spec: dict[str, Any], model: str | None = None) -> list[Any]:
         from steerkit.tasks.loaders import load_cvbench
 
         items = list(load_cvbench(spec.get("path", "nyu-visionx/CV-Bench"), tasks=tasks, on_error="skip"))
+    elif source in ("clevr", "superclevr"):
+        from steerkit.tasks.loaders import load_clevr_count, load_superclevr_count
+
+        kw = dict(seed=seed, limit=n, open_auto=spec.get("open_auto", "generate"))
+        if source == "clevr":
+            items = list(load_clevr_count(spec.get("path", "BUAADreamer/clevr_count_70k"), **kw))
+        elif spec.get("path"):
+            items = list(load_superclevr_count(spec["path"], **kw))
+        else:
+            raise DataError("items.source superclevr needs items.path: the R1-V counting JSONL (or its folder)")
     else:
         profile = _profile_of(model, "items.source (synth or cvbench)") if source == "model" else find_profile(source)
         if profile is None:
-            raise DataError(f"items.source={source!r}: use model, synth, cvbench or a model profile's name")
+            raise DataError(f"items.source={source!r}: use model, synth, cvbench, clevr, superclevr or a model "
+                            "profile's name")
         # Drawn from the model's held-out content; ``split`` below divides them for selection/confirmation.
         items = profile.make_items(tasks, n, seed=seed, mode=spec.get("mode", "image"), split="test")
     return _split(items, spec.get("split"), seed, float(spec.get("test_frac", 0.3)))
@@ -210,5 +249,6 @@ def run_config(cfg: SweepConfig, *, rank: int | None = None, world_size: int | N
              cfg.grid.get("scopes", ["image"]), out_dir=cfg.out, model_name=cfg.model,
              run_name=cfg.run_name or cfg.model.replace("/", "-"), batch_size=cfg.batch_size, max_rows=cfg.max_rows,
              prompt_baseline=cfg.prompt_baseline, mode=cfg.mode, autocast=cfg.autocast, pairs=cfg.pairs,
-             rank=rank, world_size=world_size, progress=progress)
+             rank=rank, world_size=world_size, progress=progress, answer=cfg.answer,
+             max_new_tokens=cfg.max_new_tokens, stop_strings=tuple(cfg.stop_strings or ()) or None, when=cfg.when)
     return df

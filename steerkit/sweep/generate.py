@@ -19,7 +19,9 @@ cache and compute nothing, the vision tower stubbed with its recorded output, an
 recorded one; after that first forward the real layers are back and greedy decoding continues on the cache.
 ``mode="replay_vision"`` recomputes the vision tower; ``mode="full"`` reuses nothing (one batched ``generate``).
 Exactness of every mode against per-item ``generate`` is tested on every tiny family and the organism
-(``tests/sweep/test_generate.py``).
+(``tests/sweep/test_generate.py``). In a sweep (``SweepRequest(answer="generate")``, mode "auto"),
+:func:`verified_generation_mode` compares the replay with ``mode="full"`` on the first steered group once per model
+and falls back to "full" when they differ.
 
 Example:
     >>> rows = [(i, a, s) for i in range(len(prompts)) for a in (0.5, 1.0) for s in ("image", "both")]
@@ -29,7 +31,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -156,6 +159,38 @@ def steered_generate(
         for start in range(0, len(items), per_batch):
             job.item_batch(items[start:start + per_batch], by_item, texts, bar)
     return [texts[k] for k in of_row]
+
+
+def verified_generation_mode(model: nn.Module, run: Callable[[str], list[str]], key: Hashable) -> tuple[str, list[str]]:
+    """The generation mode a sweep uses on ``model``: "replay" when it gives the texts of "full" on this first group
+    of rows, else "full" (with a warning); checked once per model object and ``key`` (e.g. dtype and autocast).
+
+    Args:
+        model: the model (the verdict is cached on it, like the letter path's
+            :func:`steerkit.sweep.executor.verified_mode`).
+        run: ``mode -> texts`` of one :func:`steered_generate` call on the group being checked.
+        key: what else the verdict depends on.
+
+    Returns:
+        (mode, the group's texts in that mode); when checked, the texts are those of "full", the reference.
+
+    Example:
+        >>> mode, texts = verified_generation_mode(model, lambda m: steered_generate(..., mode=m), ("float32",))
+    """
+    cached: dict[Hashable, str] = getattr(model, "_steerkit_generation_mode", {})
+    if key in cached:
+        return cached[key], run(cached[key])
+    full = run("full")
+    try:
+        replay: list[str] | None = run("replay")
+    except SteeringError:  # a family whose layers do not write the KV cache the replay fills: "full" is exact
+        replay = None
+    cached[key] = "replay" if replay == full else "full"
+    model._steerkit_generation_mode = cached  # type: ignore[assignment]
+    if cached[key] != "replay":
+        warnings.warn(f"replayed prefills do not reproduce full steered generation on {type(model).__name__}; "
+                      "generating in mode 'full' (slower, same results)", stacklevel=3)
+    return cached[key], full
 
 
 def _generate_kwargs(tok: Any, max_new_tokens: int, stop_strings: Sequence[str] | None) -> dict[str, Any]:
@@ -352,4 +387,4 @@ def _replayed_prefill(model: nn.Module, cap: rp.Capture, layer: int, repeats: in
         restore()
 
 
-__all__ = ["steered_generate", "Row", "MODES", "SCOPES"]
+__all__ = ["steered_generate", "verified_generation_mode", "Row", "MODES", "SCOPES"]

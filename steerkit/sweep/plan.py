@@ -7,9 +7,12 @@ A sweep is ``plan -> executor -> scorer -> sink``:
 * :class:`SweepPlan` (:func:`make_plan`): the ``(method, concept)`` vector table, the concepts that get a
   prompting baseline, this process's item batches and the configuration whose hash names the run folder.
   A *unit* is one item under one condition, ``(item_id, method, concept, layer)``; a batch holds
-  ``1 + len(hinted) + len(table) * len(layers)`` unit groups (baseline, prompting baselines, steered cells).
+  ``1 + len(hinted) + len(table) * len(layers)`` unit groups (baseline, prompting baselines, steered cells), and
+  items answered the same way ("letter", "generate" or "both"), so no forward or generation is wasted.
 * :class:`~steerkit.sweep.executor.Executor`: the forwards (capture, replay or full).
-* :class:`~steerkit.tasks.scoring.LetterScorer`: logits -> answers.
+* :class:`~steerkit.tasks.scoring.LetterScorer`: logits -> answers; for items answered by generation
+  (:attr:`SweepRequest.answer`, :meth:`SweepRequest.answered_by`), :func:`steerkit.sweep.generate.steered_generate`
+  and :func:`steerkit.tasks.open_answer.score_generation`.
 * :class:`~steerkit.sweep.store.RowSink`: rows -> the resumable :class:`~steerkit.sweep.store.RunStore`.
 
 Example:
@@ -20,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +33,7 @@ import torch
 
 from steerkit.errors import SteeringError
 from steerkit.sweep.fingerprint import items_fingerprint, vector_fingerprint
+from steerkit.tasks.open_answer import generation_prompt
 from steerkit.tasks.schema import Item
 from steerkit.tasks.scoring import PAPER_PREFIX
 
@@ -38,6 +43,8 @@ NO_LAYER = -1
 ENGINE_VERSION = 1  # bump when the rows a configuration produces change meaning
 SCOPES = ("image", "text", "both")
 MODES = ("auto", "replay", "replay_vision", "full")
+ANSWERS = ("auto", "letter", "generate", "both")
+WHENS = ("prefill", "all")
 
 VectorTable = dict[tuple[str, str], Mapping[int, torch.Tensor]]
 
@@ -84,6 +91,13 @@ class SweepRequest:
             cells instead of the grid (how :func:`steerkit.sweep.confirm.select_and_confirm` measures the cells
             chosen on train on the test items: one capture and one row per chosen cell per item). The pairs become
             the concepts of each task's cells; ``layers``/``alphas``/``scopes`` must cover the cells.
+        answer: how items are answered (:meth:`answered_by`): "letter" (answer-letter log-likelihood), "generate"
+            (greedy generation, parsed), "both", or "auto" (default): per item, "letter" for multiple-choice items
+            and ``item.open.auto`` ("generate" or "both") for items with an open form
+            (:mod:`steerkit.tasks.open_answer`; e.g. CLEVR counting). A generated item is prompted with its open
+            form (else ``prompt_prefix`` + its multiple-choice prompt) and read by its parser (else as a letter).
+        max_new_tokens, stop_strings: generation length and strings that end a row early (as ``generate``'s).
+        when: "prefill" steers the prompt pass only; "all" also every generated token in the row's scope.
 
     Example:
         >>> SweepRequest(layers=[2], alphas=[0.5, 1.0]).combos
@@ -109,10 +123,24 @@ class SweepRequest:
     progress: bool = True
     pairs: Mapping[str, Sequence[str]] | None = None
     cells: Mapping[str, Sequence[tuple[str, str, int, str, float]]] | None = None
+    answer: str = "auto"
+    max_new_tokens: int = 16
+    stop_strings: tuple[str, ...] | None = None
+    when: str = "prefill"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise SteeringError(f"mode={self.mode!r}: use 'auto', 'replay', 'replay_vision' or 'full'")
+        if self.answer not in ANSWERS:
+            raise SteeringError(f"answer={self.answer!r}: use one of {list(ANSWERS)}")
+        if self.when not in WHENS:
+            raise SteeringError(f"when={self.when!r}: use 'prefill' (steer the prompt) or 'all' (also new tokens)")
+        if int(self.max_new_tokens) < 1:
+            raise SteeringError(f"max_new_tokens={self.max_new_tokens}: generate at least 1 token")
+        object.__setattr__(self, "max_new_tokens", int(self.max_new_tokens))
+        if isinstance(self.stop_strings, str):
+            raise SteeringError(f"stop_strings={self.stop_strings!r}: give a list of strings")
+        object.__setattr__(self, "stop_strings", tuple(str(x) for x in self.stop_strings or ()) or None)
         bad = [s for s in self.scopes if s not in SCOPES]
         if bad:
             raise SteeringError(f"scopes {bad} unknown: use 'image', 'text' or 'both'")
@@ -133,6 +161,19 @@ class SweepRequest:
         if self.pairs is not None:
             object.__setattr__(self, "pairs", {str(t): tuple(sorted(str(c) for c in cs))
                                                for t, cs in sorted(self.pairs.items())})
+
+    def answered_by(self, item: Item) -> str:
+        """How ``item`` is answered under this request: "letter", "generate" or "both" (see :attr:`answer`).
+
+        Raises :class:`SteeringError` for an item without choices asked to be scored by letter.
+        """
+        how = self.answer
+        if how == "auto":
+            how = "letter" if item.open is None else item.open.auto
+        if how != "generate" and not item.choices:
+            raise SteeringError(f"item {item.id!r} has no choices, so it cannot be scored by letter (answer="
+                                f"{self.answer!r}); sweep it with answer 'generate' or 'auto'")
+        return how
 
     def steers(self, task: str, concept: str) -> bool:
         """Whether items of ``task`` are steered with vectors of ``concept`` (always, without :attr:`pairs`)."""
@@ -217,11 +258,18 @@ def sweep_config(
     prompt_baseline: bool,
     pairs: Mapping[str, Sequence[str]] | None = None,
     cells: Mapping[str, Sequence[tuple[Any, ...]]] | None = None,
+    generation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The dictionary whose hash names a run folder: everything that changes the rows, nothing that does not."""
+    """The dictionary whose hash names a run folder: everything that changes the rows, nothing that does not.
+
+    ``generation`` (:func:`generation_config`) is present only when some item is generated, so a letter sweep keeps
+    the run folder it had before generation existed.
+    """
     extra: dict[str, Any] = {} if pairs is None else {"pairs": {t: list(cs) for t, cs in sorted(pairs.items())}}
     if cells is not None:
         extra["cells"] = {t: [list(c) for c in cs] for t, cs in sorted(cells.items())}
+    if generation is not None:
+        extra["generation"] = dict(generation)
     return extra | {
         "engine_version": ENGINE_VERSION,
         "model": dict(model_fp),
@@ -236,12 +284,43 @@ def sweep_config(
     }
 
 
+def generation_config(items: Sequence[Item], request: SweepRequest) -> dict[str, Any] | None:
+    """What changes generated rows: the generation settings and, per item, how it is answered and its generation
+    prompt, gold answer and parser (the item fingerprint covers the multiple-choice form only); None when no item
+    is generated."""
+    hows = [request.answered_by(it) for it in items]
+    if all(h == "letter" for h in hows):
+        return None
+    h = hashlib.sha256()
+    for it, how in zip(items, hows):
+        spec = (it.open.prompt, it.open.answer, it.open.parser) if it.open is not None else None
+        h.update(repr((it.id, how, spec)).encode())
+    return {"max_new_tokens": request.max_new_tokens, "when": request.when,
+            "stop_strings": list(request.stop_strings or ()), "items": h.hexdigest()}
+
+
 @dataclass(frozen=True)
 class Batch:
-    """One item batch of this process: the items and their indices in the full item list."""
+    """One item batch of this process: the items, their indices in the full item list, and how they are answered
+    ("letter", "generate" or "both"; one way per batch)."""
 
     indices: tuple[int, ...]
     items: tuple[Item, ...]
+    answered_by: str = "letter"
+
+    @property
+    def letters(self) -> bool:
+        """Whether the batch's items are scored by the letter scorer."""
+        return self.answered_by != "generate"
+
+    @property
+    def generates(self) -> bool:
+        """Whether the batch's items are answered by generation."""
+        return self.answered_by != "letter"
+
+    def generation_prompts(self, prefix: str, hint: str = "") -> list[str]:
+        """The prompts generation sees (:func:`steerkit.tasks.open_answer.generation_prompt`), optionally hinted."""
+        return [generation_prompt(it, prefix, hint) for it in self.items]
 
     def meta(self, b: int) -> dict[str, Any]:
         """The item columns of every row of item ``b`` of the batch."""
@@ -265,6 +344,13 @@ class SweepPlan:
     batches: tuple[Batch, ...]
     rank: int
     world_size: int
+    generation: dict[str, Any] | None = None
+
+    @property
+    def generates(self) -> bool:
+        """Whether any item of the sweep (any rank) is answered by generation: its rows then carry the generation
+        columns (see :func:`steerkit.sweep.engine.sweep`)."""
+        return self.generation is not None
 
     def vectors_for(self, batch: Batch) -> list[tuple[str, str]]:
         """The ``(method, concept)`` vectors that steer this batch's items (a batch holds one task under
@@ -308,7 +394,8 @@ class SweepPlan:
         r = self.request
         return sweep_config(model_fp=model_fp, items=items, table=self.table, layers=r.layers, alphas=r.alphas,
                             scopes=r.scopes, prompt_prefix=r.prompt_prefix, hints=self.hints,
-                            prompt_baseline=r.prompt_baseline, pairs=r.pairs, cells=r.cells)
+                            prompt_baseline=r.prompt_baseline, pairs=r.pairs, cells=r.cells,
+                            generation=self.generation)
 
 
 def make_plan(items: Sequence[Item], vectors: Any, request: SweepRequest) -> SweepPlan:
@@ -341,19 +428,25 @@ def make_plan(items: Sequence[Item], vectors: Any, request: SweepRequest) -> Swe
         if unpaired:
             raise SteeringError(f"pairs has no entry for tasks {unpaired}; give each task its concepts (an empty "
                                 "list sweeps only its baselines)")
+    generation = generation_config(items, request)  # also checks every item can be answered as asked
     rank, world_size = request.shard()
     indexed = list(enumerate(items))[rank::world_size]
     size = request.batch_size
-    # with pairs, a batch holds one task, so its steered forwards compute only rows that are wanted
+    # with pairs, a batch holds one task, so its steered forwards compute only rows that are wanted; a batch holds
+    # items answered one way, so a letter forward or a generation never runs for items that do not want it
     runs: list[list[tuple[int, Item]]] = []
     for pair in indexed:
-        if runs and len(runs[-1]) < size and (request.pairs is None or runs[-1][-1][1].task == pair[1].task):
+        last = runs[-1][-1][1] if runs else None
+        if (last is not None and len(runs[-1]) < size and (request.pairs is None or last.task == pair[1].task)
+                and request.answered_by(last) == request.answered_by(pair[1])):
             runs[-1].append(pair)
         else:
             runs.append([pair])
-    batches = tuple(Batch(tuple(i for i, _ in run), tuple(it for _, it in run)) for run in runs)
-    return SweepPlan(request, table, hints, hinted, batches, rank, world_size)
+    batches = tuple(Batch(tuple(i for i, _ in run), tuple(it for _, it in run), request.answered_by(run[0][1]))
+                    for run in runs)
+    return SweepPlan(request, table, hints, hinted, batches, rank, world_size, generation)
 
 
-__all__ = ["SweepRequest", "SweepPlan", "Batch", "make_plan", "as_vector_table", "sweep_config", "hint_text",
-           "shard_of_process", "BASELINE", "PROMPTING", "NO_LAYER", "ENGINE_VERSION", "SCOPES", "MODES"]
+__all__ = ["SweepRequest", "SweepPlan", "Batch", "make_plan", "as_vector_table", "sweep_config", "generation_config",
+           "hint_text", "shard_of_process", "BASELINE", "PROMPTING", "NO_LAYER", "ENGINE_VERSION", "SCOPES", "MODES",
+           "ANSWERS", "WHENS"]

@@ -1,4 +1,4 @@
-"""CLEVR and Super-CLEVR counting: open integer answers turned into multiple-choice items.
+"""CLEVR and Super-CLEVR counting: open integer answers, kept as an open form and turned into multiple-choice items.
 
 Sources:
 - CLEVR counting, ``BUAADreamer/clevr_count_70k`` (the textual-steering paper's choice): columns ``images``
@@ -10,6 +10,11 @@ Distractors (documented, deterministic): the choices are the ``n_choices`` conse
 ``max(min_count, answer - offset)`` where ``offset`` is drawn from a seeded RNG keyed by the item id, so the correct
 count sits at every position equally often in expectation and never leaks through being the middle option. Choices
 are listed in increasing order, like CV-Bench's Count questions.
+
+Open form (``item.open``, :class:`~steerkit.tasks.open_answer.OpenAnswer`): the question followed by
+:data:`COUNT_INSTRUCTION`, the count as gold answer, parser ``"integer"`` (:func:`parse_count`). A sweep with
+``answer="auto"`` therefore generates these items and reads the count from the response; ``open_auto="both"`` also
+scores their multiple-choice form by the letter scorer.
 
 Example:
     >>> items = load_clevr_count(limit=200)
@@ -28,9 +33,11 @@ from typing import Any
 
 from steerkit.errors import DataError
 from steerkit.tasks.loaders._common import LoadedItems, OnError, build_items, mc_prompt, rows_from, to_pil
+from steerkit.tasks.open_answer import OpenAnswer
 from steerkit.tasks.schema import LETTERS, Item
 
 CLEVR_HUB_NAME = "BUAADreamer/clevr_count_70k"
+COUNT_INSTRUCTION = "Answer with a single number."
 
 
 def count_choices(answer: int, item_id: str, *, n_choices: int = 4, min_count: int = 0, seed: int = 0) -> list[int]:
@@ -49,7 +56,11 @@ def count_choices(answer: int, item_id: str, *, n_choices: int = 4, min_count: i
 
 
 def parse_count(value: Any) -> int:
-    """An integer count from an int or a text answer ("3", " 3.", "<answer>3</answer>")."""
+    """An integer count from an int or a text answer ("3", " 3.", "<answer>3</answer>", "There are 3 cubes.").
+
+    Raises :class:`DataError` unless the text holds exactly one integer; the parser ``"integer"`` of open answers
+    (:class:`~steerkit.tasks.open_answer.OpenAnswer`) reads generated responses with it.
+    """
     if isinstance(value, bool):
         raise DataError(f"count answer {value!r} is not an integer")
     if isinstance(value, int):
@@ -65,8 +76,10 @@ def parse_count(value: Any) -> int:
 
 
 def count_item(item_id: str, image: Any, question: str, count: Any, *, task: str, source: str,
-               n_choices: int = 4, seed: int = 0, base_dir: str | Path | None = None) -> Item:
-    """A counting question with an integer answer as a multiple-choice :class:`Item` (CV-Bench prompt layout)."""
+               n_choices: int = 4, seed: int = 0, base_dir: str | Path | None = None,
+               open_auto: str = "generate") -> Item:
+    """A counting question with an integer answer as a multiple-choice :class:`Item` (CV-Bench prompt layout) with
+    its open form (question + :data:`COUNT_INSTRUCTION`, parser "integer"; ``open_auto``: "generate" or "both")."""
     n = parse_count(count)
     question = question.replace("<image>", "").strip()
     if not question:
@@ -75,7 +88,8 @@ def count_item(item_id: str, image: Any, question: str, count: Any, *, task: str
     choices = [str(v) for v in values]
     return Item(id=item_id, image=to_pil(image, base_dir=base_dir), prompt=mc_prompt(question, choices),
                 choices=choices, answer=LETTERS[values.index(n)], task=task, source=source, question=question,
-                extra={"count": n})
+                extra={"count": n},
+                open=OpenAnswer(f"{question} {COUNT_INSTRUCTION}", str(n), parser="integer", auto=open_auto))
 
 
 def load_clevr_count(
@@ -86,13 +100,15 @@ def load_clevr_count(
     seed: int = 0,
     on_error: OnError = "raise",
     limit: int | None = None,
+    open_auto: str = "generate",
 ) -> LoadedItems:
-    """CLEVR counting (``clevr_count_70k`` schema) as multiple-choice items, task ``"CLEVR-Count"``."""
+    """CLEVR counting (``clevr_count_70k`` schema) as multiple-choice items with an open form, task
+    ``"CLEVR-Count"`` (``open_auto``: what ``answer="auto"`` sweeps do with them, "generate" or "both")."""
     rows = rows_from(source, split=split if isinstance(source, str) and not Path(source).is_file() else None)
 
     def make(i: int, r: Mapping[str, Any]) -> Item:
         return count_item(f"clevr/{i}", r.get("images"), str(r.get("problem") or ""), r.get("answer"),
-                          task="CLEVR-Count", source="CLEVR", n_choices=n_choices, seed=seed)
+                          task="CLEVR-Count", source="CLEVR", n_choices=n_choices, seed=seed, open_auto=open_auto)
 
     return build_items(rows, make, row_id=lambda i, r: f"clevr/{i}", on_error=on_error, name="CLEVR-Count",
                        limit=limit)
@@ -105,8 +121,10 @@ def load_superclevr_count(
     seed: int = 0,
     on_error: OnError = "raise",
     limit: int | None = None,
+    open_auto: str = "generate",
 ) -> LoadedItems:
-    """Super-CLEVR counting (R1-V JSONL schema, or parquet with the same columns), task ``"SuperCLEVR-Count"``.
+    """Super-CLEVR counting (R1-V JSONL schema, or parquet with the same columns) as multiple-choice items with an
+    open form, task ``"SuperCLEVR-Count"`` (``open_auto`` as in :func:`load_clevr_count`).
 
     ``source``: the JSONL file (image paths are resolved against its folder) or a folder holding exactly one
     ``*.jsonl``.
@@ -134,7 +152,7 @@ def load_superclevr_count(
         rid = Path(str(r.get("image_path") or f"row{i}")).stem
         return count_item(f"superclevr/{rid}", r.get("image", r.get("image_path")), str(r.get("question") or ""),
                           r.get("ground_truth", r.get("answer")), task="SuperCLEVR-Count", source="Super-CLEVR",
-                          n_choices=n_choices, seed=seed, base_dir=path.parent)
+                          n_choices=n_choices, seed=seed, base_dir=path.parent, open_auto=open_auto)
 
     return build_items(rows, make, row_id=lambda i, r: f"superclevr/{Path(str(r.get('image_path') or i)).stem}",
                        on_error=on_error, name="SuperCLEVR-Count", limit=limit)
