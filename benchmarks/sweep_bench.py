@@ -29,6 +29,14 @@ loop costs on a trained model and the 1-token time a lower bound; the line says 
     python benchmarks/sweep_bench.py --shape paligemma2-3b --device cuda --dtype bfloat16 --n-items 64 \\
         --layers 5 8 11 14 17 20 --alphas 0.1 0.2 0.4 0.6 0.8 1.0 --scopes image
 
+``--generate`` adds batched steered generation (:func:`steerkit.sweep.generate.steered_generate`) against per-item
+``generate()`` under ``steerkit.steer`` on the same rows -- items x strengths x scopes at one layer (``--gen-layer``),
+greedy, the same ``--gen-max-new-tokens`` and ``--gen-stop`` -- on an open-answer prompt (:func:`generation_prompts`).
+The line gets ``gen_speedup``, ``gen_outputs_equal`` (every row's text identical), ms per (item x cell) of each,
+and the number of generated tokens (``gen_*`` fields, :func:`generation_fields`)::
+
+    .venv/bin/python benchmarks/sweep_bench.py --model steerkit/organism --generate --n-items 8 --out /tmp/b.jsonl
+
 Results append to ``benchmarks/results/sweep_bench.jsonl`` (``--out``); lines with ``bench_version`` 2 use the
 protocol above, earlier lines timed only the 1-token run and called it the paper protocol.
 """
@@ -62,6 +70,17 @@ PALIGEMMA2_3B = dict(
     vision=dict(model_type="siglip_vision_model", hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
                 num_attention_heads=16, image_size=224, patch_size=14, projection_dim=2304),
 )
+# The same architecture at toy sizes (CPU tests of the code paths that the 3B shape runs on a GPU). vocab_size None:
+# the tokenizer's size.
+PALIGEMMA2_TINY = dict(
+    text=dict(model_type="gemma2", hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+              num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=None,
+              query_pre_attn_scalar=16, sliding_window=4096, final_logit_softcapping=30.0,
+              attn_logit_softcapping=50.0),
+    vision=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, image_size=56, patch_size=14, projection_dim=64),
+)
+SHAPES: dict[str, dict[str, dict[str, Any]]] = {"paligemma2-3b": PALIGEMMA2_3B, "paligemma2-tiny": PALIGEMMA2_TINY}
 
 # A bare letter label, the only answer form the strict normalisation accepts: "B", "(B)", "B.", "B)", "(B).".
 _STRICT_LABEL = re.compile(r"\(?[A-Z]\)?\.?")
@@ -119,12 +138,13 @@ def floor_flops(cfg: Any, seq: int, layer: int) -> float:
     return (cfg.num_hidden_layers - layer) * layer_flops(cfg, seq) + 2 * cfg.hidden_size * cfg.vocab_size
 
 
-def build_paligemma2_3b(device: torch.device, dtype: torch.dtype, text_layers: int | None = None,
-                        vision_layers: int | None = None) -> tuple[Any, Any]:
-    """A random-weight PaliGemma2-3B-shaped model built directly on ``device``, and a processor for it.
+def build_paligemma_shape(shape: str, device: torch.device, dtype: torch.dtype, text_layers: int | None = None,
+                          vision_layers: int | None = None) -> tuple[Any, Any]:
+    """A random-weight PaliGemma2 model of ``shape`` (a key of :data:`SHAPES`) built on ``device``, and its processor.
 
-    The tokenizer is steerkit's tiny in-process one (no download); its ids fit the 257k vocabulary.
-    ``text_layers``/``vision_layers`` shrink the depth for a CPU smoke test of this code path.
+    The tokenizer is steerkit's tiny in-process one (no download); its ids fit the 257k vocabulary of the 3B shape,
+    and a shape with ``vocab_size`` None gets exactly the tokenizer's vocabulary. ``text_layers``/``vision_layers``
+    shrink the depth for a CPU smoke test of this code path.
     """
     from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
     from transformers import SiglipImageProcessorPil
@@ -133,17 +153,21 @@ def build_paligemma2_3b(device: torch.device, dtype: torch.dtype, text_layers: i
     from steerkit.models.tiny import tiny_model
 
     tok = tiny_model("paligemma")[1].tokenizer
-    text, vision = dict(PALIGEMMA2_3B["text"]), dict(PALIGEMMA2_3B["vision"])
+    text, vision = dict(SHAPES[shape]["text"]), dict(SHAPES[shape]["vision"])
+    if text["vocab_size"] is None:
+        text["vocab_size"] = len(tok)
     if text_layers:
         text["num_hidden_layers"] = text_layers
     if vision_layers:
         vision["num_hidden_layers"] = vision_layers
-    ip = SiglipImageProcessorPil(size={"height": 224, "width": 224})
-    ip.image_seq_length = 256
+    side = vision["image_size"]
+    ip = SiglipImageProcessorPil(size={"height": side, "width": side})
+    ip.image_seq_length = (side // vision["patch_size"]) ** 2
     processor = PaliGemmaProcessor(image_processor=ip, tokenizer=tok)
     cfg = PaliGemmaConfig(text_config=dict(text, pad_token_id=tok.pad_token_id), vision_config=vision,
-                          image_token_index=tok.convert_tokens_to_ids("<image>"), projection_dim=2304,
-                          hidden_size=2304, pad_token_id=tok.pad_token_id)
+                          image_token_index=tok.convert_tokens_to_ids("<image>"),
+                          projection_dim=vision["projection_dim"], hidden_size=text["hidden_size"],
+                          pad_token_id=tok.pad_token_id)
     old = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -155,11 +179,17 @@ def build_paligemma2_3b(device: torch.device, dtype: torch.dtype, text_layers: i
     return model.eval(), processor
 
 
+def build_paligemma2_3b(device: torch.device, dtype: torch.dtype, text_layers: int | None = None,
+                        vision_layers: int | None = None) -> tuple[Any, Any]:
+    """:func:`build_paligemma_shape` of PaliGemma2-3B-pt-224 (random weights, no download)."""
+    return build_paligemma_shape("paligemma2-3b", device, dtype, text_layers, vision_layers)
+
+
 def load(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any, str]:
     """The benchmarked model and processor, and a name for it."""
-    if args.shape == "paligemma2-3b":
-        model, processor = build_paligemma2_3b(device, dtype, args.text_layers, args.vision_layers)
-        name = "paligemma2-3b-shape (random)" + (f" {args.text_layers}L" if args.text_layers else "")
+    if args.shape:
+        model, processor = build_paligemma_shape(args.shape, device, dtype, args.text_layers, args.vision_layers)
+        name = f"{args.shape}-shape (random)" + (f" {args.text_layers}L" if args.text_layers else "")
         return model, processor, name
     from steerkit import load_model
 
@@ -241,26 +271,27 @@ class ProtocolRun:
 def run_generate_protocol(model: Any, processor: Any, items: list[Any], vector: dict[int, torch.Tensor],
                           cells: list[tuple], device: torch.device, *, max_new_tokens: int,
                           processor_per_item: bool, repeats: int = 1, progress: bool = True,
-                          desc: str = "") -> ProtocolRun:
+                          desc: str = "", prompt_prefix: str | None = None) -> ProtocolRun:
     """Time the paper's loop: for every cell, for every item, batch 1, steer the prefill and ``generate``.
 
     With ``processor_per_item`` the processor is called on the item's (image, prompt) inside the timed loop, as the
     paper's code does; without it the inputs are built once per item beforehand. Answers: :func:`strict_letter`
     of the generated text ("" when it names no letter). One untimed warm-up call runs first; with ``repeats`` > 1
     the whole grid runs that many times and the fastest pass counts (other jobs on a shared machine only slow
-    a pass down).
+    a pass down). ``prompt_prefix``: the text before each item's prompt (default: the paper's instruction).
     """
     from tqdm.auto import tqdm
 
     from steerkit import adapter_for, steer
-    from steerkit.tasks.scoring import build_prompt, item_image
+    from steerkit.tasks.scoring import PAPER_PREFIX, build_prompt, item_image
 
     adapter = adapter_for(model)
     tok = adapter.tokenizer(processor)
     stop = eos_ids(model, tok)
+    prefix = PAPER_PREFIX if prompt_prefix is None else prompt_prefix
 
     def inputs_of(it: Any) -> Any:
-        return adapter.build_inputs(processor, [build_prompt(it)], [item_image(it)], device=device)
+        return adapter.build_inputs(processor, [build_prompt(it, prefix)], [item_image(it)], device=device)
 
     prebuilt = None if processor_per_item else [inputs_of(it) for it in items]
 
@@ -311,10 +342,11 @@ class EngineRun:
 
 def run_engine(model: Any, processor: Any, items: list[Any], vector: dict[int, torch.Tensor], layers: list[int],
                alphas: list[float], scopes: list[str], batch_size: int, max_rows: int,
-               device: torch.device, repeats: int = 1) -> EngineRun:
+               device: torch.device, repeats: int = 1, prompt_prefix: str | None = None) -> EngineRun:
     """Time the same cells through :func:`steerkit.sweep.sweep` (after a small untimed warm-up sweep).
 
-    With ``repeats`` > 1 the sweep runs that many times and the fastest pass counts.
+    With ``repeats`` > 1 the sweep runs that many times and the fastest pass counts. ``prompt_prefix``: the text
+    before each item's prompt (default: the sweep's, the paper's instruction).
 
     Where ``sweep`` accepts ``exclude_last_prompt_token`` and text/both scopes are swept, it is passed, so the
     engine's masks match the paper protocol's; ``EngineRun.excludes_last_prompt_token`` records whether it was.
@@ -322,6 +354,8 @@ def run_engine(model: Any, processor: Any, items: list[Any], vector: dict[int, t
     from steerkit.sweep import sweep
 
     kw: dict[str, Any] = dict(batch_size=batch_size, max_rows=max_rows, prompt_baseline=False, progress=False)
+    if prompt_prefix is not None:
+        kw["prompt_prefix"] = prompt_prefix
     excl = any(s != "image" for s in scopes) and "exclude_last_prompt_token" in inspect.signature(sweep).parameters
     if excl:
         kw["exclude_last_prompt_token"] = True
@@ -339,6 +373,132 @@ def run_engine(model: Any, processor: Any, items: list[Any], vector: dict[int, t
     return EngineRun(seconds=seconds, mode=str(df.attrs.get("mode")),
                      letters=dict(zip(keys, steered.pred)), greedy=dict(zip(keys, steered.greedy_pred)),
                      excludes_last_prompt_token=excl)
+
+
+# ------------------------------------------------------------------------------------------- generation (--generate)
+@dataclass
+class GenRun:
+    """Batched steered generation against per-item ``generate()`` under ``steer`` over the same rows."""
+
+    engine_seconds: float
+    per_item_seconds: float
+    engine_texts: list[str]
+    per_item_texts: list[str]
+    new_tokens: list[int]  # per row, from the per-item run (EOS included when reached)
+    stopped_at_eos: list[bool]
+
+
+def generation_prompts(model_name: str, items: list[Any], n: int, seed: int,
+                       kind: str = "open") -> tuple[list[str], list[Any], str]:
+    """Prompts, images and a description of the open-answer generations that ``--generate`` times.
+
+    ``kind="open"``: on the organism, its image arithmetic questions (the answer is a chain of thought ending in
+    ``<answer>..</answer>``, 28-37 tokens with EOS); elsewhere, the first ``n`` items' questions without the letter-only
+    instruction. ``kind="item"``: the multiple-choice prompts exactly as the letter bench sends them.
+    """
+    from steerkit.tasks.scoring import build_prompt, item_image
+
+    if kind == "item":
+        chosen = items[:n]
+        return [build_prompt(it) for it in chosen], [item_image(it) for it in chosen], "item prompt (letter answer)"
+    if model_name.startswith("steerkit/organism"):
+        from steerkit.models.organism import arithmetic_problems, render_arithmetic
+
+        probs = arithmetic_problems(n, seed=seed)
+        return ([p["image_prompt"] for p in probs], [render_arithmetic(p["question"]).convert("RGB") for p in probs],
+                "open: the organism's image arithmetic question (chain of thought, <answer>..</answer>)")
+    chosen = items[:n]
+    return [it.prompt for it in chosen], [item_image(it) for it in chosen], "open: item question, no letter instruction"
+
+
+def prompt_tokens(adapter: Any, processor: Any, prompt: str, image: Any) -> int:
+    """Length in tokens of one prompt as the model sees it (image placeholders included)."""
+    return int(adapter.build_inputs(processor, [prompt], None if image is None else [image])["input_ids"].shape[1])
+
+
+def run_generation(model: Any, processor: Any, prompts: list[str], images: list[Any] | None,
+                   vector: dict[int, torch.Tensor], layer: int, rows: list[tuple[int, float, str]],
+                   device: torch.device, *, max_new_tokens: int, stop_strings: Sequence[str] | None = None,
+                   when: str = "prefill", mode: str = "replay", batch_size: int = 64, exclude_last: bool = True,
+                   repeats: int = 1, progress: bool = True) -> GenRun:
+    """Time :func:`steerkit.sweep.generate.steered_generate` and per-item ``generate()`` on the same ``rows``.
+
+    Rows are (prompt index, alpha, scope). The per-item reference runs each row alone (batch 1) inside
+    ``steer(model, {layer: v}, alpha, tokens=scope, when=when)``, greedy, with the same ``max_new_tokens`` and
+    ``stop_strings``; its inputs are built once per prompt before the timed loop (so the reference is timed without
+    processor calls, while ``steered_generate`` is timed with its own). With ``exclude_last`` the text/both masks
+    leave out the last prompt token (the paper's masks) in both. One untimed warm-up call each runs first;
+    with ``repeats`` > 1 the fastest pass counts.
+    """
+    from tqdm.auto import tqdm
+
+    from steerkit import adapter_for, steer
+    from steerkit.sweep.generate import steered_generate
+
+    adapter = adapter_for(model)
+    tok = adapter.tokenizer(processor)
+    stop = eos_ids(model, tok)
+    kw: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+    if stop_strings:
+        kw.update(stop_strings=list(stop_strings), tokenizer=tok)
+    inputs = [adapter.build_inputs(processor, [p], None if images is None else [images[i]], device=device)
+              for i, p in enumerate(prompts)]
+
+    def one(i: int, alpha: float, scope: str) -> torch.Tensor:
+        extra = paper_steer_kwargs(scope) if exclude_last else {}
+        with steer(model, {layer: vector[layer]}, alpha=alpha, tokens=scope, when=when, **extra):
+            out = model.generate(**inputs[i], **kw)
+        return out[0, inputs[i]["input_ids"].shape[1]:]
+
+    def engine(rs: list[tuple[int, float, str]]) -> list[str]:
+        return steered_generate(model, processor, prompts, images, vector, layer, rs, max_new_tokens=max_new_tokens,
+                                when=when, stop_strings=stop_strings, batch_size=batch_size, mode=mode,
+                                exclude_last_prompt_token=exclude_last)
+
+    with torch.no_grad():
+        one(*rows[0])  # warm-ups
+        engine(rows[:2])
+        _sync(device)
+        per_item_s = engine_s = float("inf")
+        ref: list[str] = []
+        new: list[torch.Tensor] = []
+        bar = tqdm(total=repeats * len(rows), desc="per-item generate", disable=not progress, leave=False)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            new = []
+            for row in rows:
+                new.append(one(*row))
+                bar.update(1)
+            ref = [tok.decode(n, skip_special_tokens=True) for n in new]  # decoding is per-item work too
+            _sync(device)
+            per_item_s = min(per_item_s, time.perf_counter() - t)
+        bar.close()
+        got: list[str] = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            got = engine(rows)
+            _sync(device)
+            engine_s = min(engine_s, time.perf_counter() - t)
+    return GenRun(engine_seconds=engine_s, per_item_seconds=per_item_s, engine_texts=got, per_item_texts=ref,
+                  new_tokens=[len(n) for n in new], stopped_at_eos=[any(int(i) in stop for i in n) for n in new])
+
+
+def generation_fields(gen: GenRun, rows: list[tuple[int, float, str]]) -> dict[str, Any]:
+    """The ``gen_*`` fields of a result line: times per (item x cell), speed-up, exact equality, token counts."""
+    n = len(rows)
+    equal = [a == b for a, b in zip(gen.engine_texts, gen.per_item_texts)]
+    return {
+        "gen_rows": n,
+        "gen_engine_ms_per_item_cell": 1000 * gen.engine_seconds / n, "gen_engine_seconds": gen.engine_seconds,
+        "gen_per_item_ms_per_item_cell": 1000 * gen.per_item_seconds / n, "gen_per_item_seconds": gen.per_item_seconds,
+        "gen_speedup": gen.per_item_seconds / gen.engine_seconds,
+        "gen_outputs_equal": all(equal) and len(gen.engine_texts) == n,
+        "gen_rows_equal_fraction": sum(equal) / n,
+        "gen_new_tokens": sum(gen.new_tokens), "gen_mean_new_tokens": sum(gen.new_tokens) / n,
+        "gen_stopped_at_eos": sum(gen.stopped_at_eos) / n,
+        # steering must change some outputs, or equal texts would say nothing about per-row steering
+        "gen_distinct_outputs": len(set(gen.per_item_texts)),
+    }
 
 
 def _loadavg() -> float | None:
@@ -372,7 +532,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="steerkit/organism",
                     help="steerkit.load_model() name: steerkit/organism, tiny/<family>, ... (ignored with --shape)")
-    ap.add_argument("--shape", choices=["paligemma2-3b"], default=None, help="random weights of a real shape")
+    ap.add_argument("--shape", choices=list(SHAPES), default=None,
+                    help="random weights of a real shape (paligemma2-tiny: the same architecture at toy sizes)")
     ap.add_argument("--text-layers", type=int, default=None, help="shrink --shape depth (CPU smoke test only)")
     ap.add_argument("--vision-layers", type=int, default=None)
     ap.add_argument("--device", default="cpu")
@@ -390,6 +551,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     help="time the engine only (skips the paper protocol and its 1-token lower bound)")
     ap.add_argument("--skip-lower-bound", action="store_true", help="skip the 1-token lower-bound run")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ap.add_argument("--prefix-repeat", type=int, default=1,
+                    help="the letter-only instruction before each prompt this many times (0: none; longer prompts "
+                         "for the cost model)")
+    ap.add_argument("--generate", action="store_true",
+                    help="also time batched steered generation against per-item generate() on the same rows "
+                         "(items x strengths x scopes at one layer) and compare the texts exactly")
+    ap.add_argument("--gen-items", type=int, default=None, help="--generate: prompts (default: --n-items)")
+    ap.add_argument("--gen-layer", type=int, default=None, help="--generate: the layer (default: middle of --layers)")
+    ap.add_argument("--gen-max-new-tokens", type=int, default=40,
+                    help="--generate: new tokens per row at most (the organism's unsteered arithmetic answers take "
+                         "28-37 with EOS)")
+    ap.add_argument("--gen-stop", nargs="+", default=None, help="--generate: stop strings")
+    ap.add_argument("--gen-when", choices=["prefill", "all"], default="prefill")
+    ap.add_argument("--gen-mode", choices=["replay", "replay_vision", "full"], default="replay")
+    ap.add_argument("--gen-batch-size", type=int, default=64, help="--generate: rows per generate call")
+    ap.add_argument("--gen-prompt", choices=["open", "item"], default="open",
+                    help="open: an open-answer prompt (see generation_prompts); item: the letter bench's prompt")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sweep_bench.jsonl")
     return ap.parse_args(argv)
 
@@ -402,19 +580,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     if not torch.cuda.is_available() and device.type == "cuda":
         raise SystemExit("--device cuda but CUDA is not available here")
-    if not args.skip_paper:
+    if not args.skip_paper or args.generate:
         for scope in set(args.scopes):
             paper_steer_kwargs(scope)  # fail before the long runs, not after them
     from steerkit import adapter_for
     from steerkit.models.adapters import text_config
-    from steerkit.tasks.scoring import build_prompt, item_image
+    from steerkit.tasks.scoring import PAPER_PREFIX, build_prompt, item_image
 
     model, processor, name = load(args, device, dtype)
     adapter = adapter_for(model)
     n_layers, d = adapter.num_layers(model), adapter.hidden_size(model)
     layers = args.layers or list(range(n_layers - 1))
     items = make_items(name, args.n_items, args.seed)
-    probe_inputs = adapter.build_inputs(processor, [build_prompt(items[0])], [item_image(items[0])], device=device)
+    prefix = PAPER_PREFIX * args.prefix_repeat
+    probe_inputs = adapter.build_inputs(processor, [build_prompt(items[0], prefix)], [item_image(items[0])],
+                                        device=device)
     seq = int(probe_inputs["input_ids"].shape[1])
     # a random vector of the size of typical activations, so that answers do change across cells
     scale = activation_scale(model, probe_inputs, layers)
@@ -425,14 +605,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     load_before = _loadavg()
     eng = run_engine(model, processor, items, vector, layers, args.alphas, args.scopes, args.batch_size,
-                     args.max_rows, device, repeats=args.repeats)
+                     args.max_rows, device, repeats=args.repeats, prompt_prefix=prefix)
     result: dict[str, Any] = {
         "bench_version": BENCH_VERSION,
         "model": name, "device": args.device, "dtype": args.dtype, "threads": args.threads,
         "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "n_items": len(items), "n_cells": len(cells), "layers": layers, "alphas": args.alphas, "scopes": args.scopes,
-        "repeats": args.repeats, "prompt_tokens": seq, "batch_size": args.batch_size, "max_rows": args.max_rows,
+        "repeats": args.repeats, "prompt_tokens": seq, "prefix_repeat": args.prefix_repeat,
+        "batch_size": args.batch_size, "max_rows": args.max_rows,
         "engine_mode": eng.mode,
         "engine_ms_per_item_cell": 1000 * eng.seconds / n_units, "engine_seconds": eng.seconds,
         "engine_excludes_last_prompt_token": eng.excludes_last_prompt_token,
@@ -447,7 +628,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         quiet = args.no_progress
         paper = run_generate_protocol(model, processor, items, vector, cells, device,
                                       max_new_tokens=PAPER_MAX_NEW_TOKENS, processor_per_item=True,
-                                      repeats=args.repeats, progress=not quiet, desc="paper protocol")
+                                      repeats=args.repeats, progress=not quiet, desc="paper protocol",
+                                      prompt_prefix=prefix)
         stopped = sum(paper.stopped_at_eos.values()) / n_units
         mean_new = sum(paper.new_tokens.values()) / n_units
         per_item = {it.id: sum(paper.stopped_at_eos[(it.id, *c)] for c in cells) / len(cells) for it in items}
@@ -470,7 +652,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if not args.skip_lower_bound:
             low = run_generate_protocol(model, processor, items, vector, cells, device, max_new_tokens=1,
                                         processor_per_item=False, repeats=args.repeats, progress=not quiet,
-                                        desc="paper_1tok_lower_bound")
+                                        desc="paper_1tok_lower_bound", prompt_prefix=prefix)
             result.update({
                 "paper_1tok_lower_bound_ms_per_item_cell": 1000 * low.seconds / n_units,
                 "paper_1tok_lower_bound_seconds": low.seconds,
@@ -478,6 +660,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "engine_speedup_vs_paper_1tok_lower_bound": low.seconds / eng.seconds,
                 "paper_1tok_lower_bound_agrees_with_paper": agreement(paper.answers, low.answers),
             })
+    if args.generate:
+        gen_layer = args.gen_layer if args.gen_layer is not None else layers[len(layers) // 2]
+        prompts, images, kind = generation_prompts(name, items, args.gen_items or len(items), args.seed,
+                                                   args.gen_prompt)
+        rows = [(i, float(a), s) for i in range(len(prompts)) for a in args.alphas for s in args.scopes]
+        gen = run_generation(model, processor, prompts, images, vector, gen_layer, rows, device,
+                             max_new_tokens=args.gen_max_new_tokens, stop_strings=args.gen_stop,
+                             when=args.gen_when, mode=args.gen_mode, batch_size=args.gen_batch_size,
+                             repeats=args.repeats, progress=not args.no_progress)
+        result.update({
+            "gen_prompt": kind, "gen_items": len(prompts), "gen_layer": gen_layer,
+            "gen_max_new_tokens": args.gen_max_new_tokens, "gen_stop_strings": args.gen_stop,
+            "gen_when": args.gen_when, "gen_mode": args.gen_mode, "gen_batch_size": args.gen_batch_size,
+            "gen_excludes_last_prompt_token": True if set(args.scopes) - {"image"} else None,
+            "gen_prompt_tokens": prompt_tokens(adapter, processor, prompts[0], images[0]),
+            **generation_fields(gen, rows),
+        })
     # the 1-minute load average before and after: on a shared machine it shows whether other jobs competed
     result["loadavg_1min"] = [load_before, _loadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)

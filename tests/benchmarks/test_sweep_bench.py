@@ -113,3 +113,40 @@ def test_text_scopes_need_the_paper_masks(bench, monkeypatch):
     with pytest.raises(TypeError, match="exclude_last_prompt_token"):
         bench.paper_steer_kwargs("text")
     assert bench.paper_steer_kwargs("image") == {}
+
+
+def test_generate_compares_batched_and_per_item_generation_exactly(bench, tmp_path):
+    line = bench.main(["--model", "tiny/llava", "--n-items", "2", "--alphas", "0.5", "2.0",
+                       "--scopes", "image", "both", "--skip-paper", "--generate", "--gen-layer", "1",
+                       "--gen-max-new-tokens", "6", "--threads", "1", "--no-progress",
+                       "--out", str(tmp_path / "bench.jsonl")])
+    assert line["engine_ms_per_item_cell"] > 0  # the letter bench still runs
+    assert line["gen_rows"] == 2 * 2 * 2 and line["gen_layer"] == 1 and line["gen_max_new_tokens"] == 6
+    assert line["gen_outputs_equal"] is True and line["gen_rows_equal_fraction"] == 1.0
+    assert line["gen_distinct_outputs"] >= 2  # steering changed some texts, so equality is not vacuous
+    for key in ("gen_engine_ms_per_item_cell", "gen_per_item_ms_per_item_cell", "gen_speedup"):
+        assert line[key] > 0, key
+    assert line["gen_speedup"] == pytest.approx(line["gen_per_item_seconds"] / line["gen_engine_seconds"])
+    assert 2 * 2 * 2 <= line["gen_new_tokens"] <= 2 * 2 * 2 * 6
+    assert line["gen_prompt"].startswith("open") and line["gen_excludes_last_prompt_token"] is True
+
+
+def test_generation_fields_report_any_differing_row(bench):
+    rows = [(0, 1.0, "image"), (1, 1.0, "image")]
+    gen = bench.GenRun(engine_seconds=1.0, per_item_seconds=4.0, engine_texts=["a b", "c"],
+                       per_item_texts=["a b", "c d"], new_tokens=[3, 5], stopped_at_eos=[True, False])
+    f = bench.generation_fields(gen, rows)
+    assert f["gen_outputs_equal"] is False and f["gen_rows_equal_fraction"] == 0.5
+    assert f["gen_speedup"] == 4.0 and f["gen_engine_ms_per_item_cell"] == 500.0
+    assert f["gen_new_tokens"] == 8 and f["gen_stopped_at_eos"] == 0.5 and f["gen_distinct_outputs"] == 2
+
+
+def test_generation_prompts(bench):
+    from steerkit.tasks.scoring import build_prompt
+    from steerkit.tasks.synth import generate
+
+    items = generate(["Count", "Relation"], n_per_task=2, seed=0, size=64)
+    prompts, images, kind = bench.generation_prompts("tiny/llava", items, 3, 0, "open")
+    assert prompts == [it.prompt for it in items[:3]] and len(images) == 3 and kind.startswith("open")
+    prompts, _, _ = bench.generation_prompts("tiny/llava", items, 2, 0, "item")
+    assert prompts == [build_prompt(it) for it in items[:2]]
