@@ -6,7 +6,7 @@ Example ``sweep.yaml``::
     dtype: float32                    # optional: bfloat16 on GPU
     device: cpu
     items:
-      source: model                   # model (its profile's items) | a profile name (organism) | synth | cvbench
+      source: model                   # model (its profile's items) | a profile name (organism) | synth | cvbench | gap
                                       # | clevr (clevr_count_70k: hub id or local parquet in `path`) | superclevr
                                       #   (R1-V counting JSONL in `path`); clevr/superclevr: `n` = first n rows
       tasks: [Count, Relation]
@@ -14,6 +14,9 @@ Example ``sweep.yaml``::
       seed: 0
       split: stratified               # none | paper | stratified (train/test for selection/confirmation)
       test_frac: 0.3                  # stratified: share of items per stratum held out for confirmation
+                                      # source gap: the modality-gap problems as open items (see load_items):
+                                      #   problems (organism | synthetic | gsm8k | auto | a profile's name), n,
+                                      #   seed, problem_split (test), mode (instruction_image), path, render
     vectors:
       paths: []                       # saved SteeringVector folders, and/or:
       extract:
@@ -150,14 +153,20 @@ def load_items(spec: dict[str, Any], model: str | None = None) -> list[Any]:
     """The items a config's ``items`` section describes.
 
     ``source``: ``"model"`` (default; the items of ``model``'s profile), a profile name (e.g. ``"organism"``),
-    ``"synth"`` (:func:`steerkit.tasks.synth.generate`), ``"cvbench"`` (a hub id or local ``path``), ``"clevr"``
-    (:func:`steerkit.tasks.loaders.load_clevr_count`: hub id or local parquet in ``path``) or ``"superclevr"``
-    (:func:`steerkit.tasks.loaders.load_superclevr_count`: the JSONL or its folder in ``path``); for these two,
-    ``n`` is the number of rows read.
+    ``"synth"`` (:func:`steerkit.tasks.synth.generate`), ``"cvbench"`` (a hub id or local ``path``), ``"gap"``
+    (below), ``"clevr"`` (:func:`steerkit.tasks.loaders.load_clevr_count`: hub id or local parquet in ``path``) or
+    ``"superclevr"`` (:func:`steerkit.tasks.loaders.load_superclevr_count`: the JSONL or its folder in ``path``); for
+    these two, ``n`` is the number of rows read.
     CLEVR items carry their open form (answered by generation under ``answer: auto``); ``open_auto: both`` also
     scores their multiple-choice form.
+
+    ``"gap"``: the modality-gap problems (:func:`steerkit.gap.problem_set`) as open-only items answered by
+    generation, asked in one of the gap's single-pass modes (:func:`_gap_items`).
     """
     source = spec.get("source", "model")
+    if source == "gap":
+        return _split(_gap_items(spec, model), _gap_split_key(spec), int(spec.get("seed", 0)),
+                      float(spec.get("test_frac", 0.3)))
     tasks = spec.get("tasks") or ["Count"]
     n, seed = int(spec.get("n", 20)), int(spec.get("seed", 0))
     if source == "synth":
@@ -181,11 +190,74 @@ def load_items(spec: dict[str, Any], model: str | None = None) -> list[Any]:
     else:
         profile = _profile_of(model, "items.source (synth or cvbench)") if source == "model" else find_profile(source)
         if profile is None:
-            raise DataError(f"items.source={source!r}: use model, synth, cvbench, clevr, superclevr or a model "
-                            "profile's name")
+            raise DataError(f"items.source={source!r}: use model, synth, cvbench, clevr, superclevr, gap or a "
+                            "model profile's name")
         # Drawn from the model's held-out content; ``split`` below divides them for selection/confirmation.
         items = profile.make_items(tasks, n, seed=seed, mode=spec.get("mode", "image"), split="test")
     return _split(items, spec.get("split"), seed, float(spec.get("test_frac", 0.3)))
+
+
+GAP_MODES = ("text", "instruction_image", "ocr_1p")
+"""The gap modes a sweep item can be asked in: one model pass with a text prompt each (``image`` sends an empty
+prompt, and an open item is generated from its prompt; ``ocr_2p`` needs two passes, ``ocr_external`` an OCR engine
+between them: run those with :func:`steerkit.gap.run_gap_steered`)."""
+
+
+def _gap_split_key(spec: dict[str, Any]) -> str | None:
+    """``items.split`` of a gap source, which keeps its meaning (none | paper | stratified) beside ``problem_split``."""
+    how = spec.get("split")
+    if how in ("train", "test"):
+        raise DataError(f"items.split={how!r} divides the swept items for selection/confirmation (none, paper or "
+                        f"stratified); the gap problems' own held-out split is items.problem_split: {how}")
+    return how
+
+
+def _gap_items(spec: dict[str, Any], model: str | None) -> list[Any]:
+    """Open items from gap problems: each asked as :func:`steerkit.gap.mode_input` builds ``mode`` in the problems'
+    prompt style (:func:`steerkit.gap.style_for`), read by the ``answer_tag`` parser as ``run_gap`` reads it.
+
+    Keys: ``problems`` (``problem_set`` source: organism, synthetic, gsm8k, auto = ``model``'s profile's problems,
+    or a profile's name; default auto), ``n``, ``seed``, ``problem_split`` (the problems' held-out split, default
+    test), ``path`` (gsm8k: a local parquet), ``mode`` (:data:`GAP_MODES`, default instruction_image), ``render``
+    (:class:`~steerkit.render.RenderConfig` fields) and ``task`` (default ``gap/<mode>``). Item ids are the problem
+    ids, so rows join ``run_gap``'s ``item_id``.
+    """
+    from steerkit.gap import mode_input, problem_set, style_for
+    from steerkit.render.text_image import RenderConfig
+    from steerkit.tasks.open_answer import open_item
+
+    unknown = sorted(set(spec) - {"source", "problems", "n", "seed", "problem_split", "path", "mode", "render",
+                                  "task", "split", "test_frac"})
+    if unknown:
+        raise DataError(f"items keys {unknown} do not apply to source gap; it takes problems, n, seed, "
+                        "problem_split, path, mode, render, task, split, test_frac")
+    mode = spec.get("mode", "instruction_image")
+    if mode == "image":
+        raise DataError("items.mode='image' sends the model an empty text prompt, and an open item is generated from "
+                        "its prompt; use mode instruction_image (or run mode image through steerkit.gap.run_gap)")
+    if mode not in GAP_MODES:
+        raise DataError(f"items.mode={mode!r}: a sweep asks one model pass per item, so use one of {list(GAP_MODES)}"
+                        " (ocr_2p and ocr_external run through steerkit.gap.run_gap_steered)")
+    render = {k: tuple(v) if isinstance(v, list) else v for k, v in (spec.get("render") or {}).items()}
+    try:
+        cfg = RenderConfig(**render)
+    except TypeError as exc:
+        raise DataError(f"items.render: {exc}; give steerkit.render.RenderConfig fields (font, size, scale, ...)") \
+            from exc
+    problems = problem_set(spec.get("problems", "auto"), int(spec.get("n", 20)), seed=int(spec.get("seed", 0)),
+                           split=spec.get("problem_split", "test"), model=model, path=spec.get("path"))
+    if not problems:
+        raise DataError(f"items: problem source {spec.get('problems', 'auto')!r} gave no problems; raise items.n or "
+                        "check items.path")
+    style = style_for(problems)
+    task = spec.get("task") or f"gap/{mode}"
+    items = []
+    for p in problems:
+        x = mode_input(p, mode, style, cfg)  # GapError when the style cannot express the mode
+        item = open_item(p.id, x.prompt, p.answer, parser="answer_tag", image=x.image, task=task, source=p.source,
+                         extra={"mode": mode, "style": style.name})
+        items.append(dataclasses.replace(item, question=p.question))  # the problem itself, for displays
+    return items
 
 
 def load_vectors(spec: dict[str, Any], model: str | None = None) -> dict[tuple[str, str], Any]:

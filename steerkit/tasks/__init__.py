@@ -1,4 +1,5 @@
-"""steerkit.tasks: multiple-choice vision items, loaders, a synthetic generator, scoring, splits and statistics.
+"""steerkit.tasks: multiple-choice vision items (optionally with an open form answered by generation), loaders, a
+synthetic generator, scoring, splits and statistics.
 
 Example:
     >>> from steerkit.tasks import generate, evaluate, paper_split, accuracy_table
@@ -10,6 +11,7 @@ Example:
 from steerkit.tasks.evaluate import Condition, evaluate
 from steerkit.tasks.loaders import (LoadedItems, load_blink, load_clevr_count, load_cvbench, load_superclevr_count,
                                     load_whatsup)
+from steerkit.tasks.open_answer import OpenAnswer, open_item
 from steerkit.tasks.schema import LETTERS, Item
 from steerkit.tasks.scoring import (PAPER_PREFIX, LetterScorer, build_prompt, cvbench_scores, generate_answers,
                                     letter_logprobs, letter_token_ids, parse_letter)
@@ -20,9 +22,9 @@ from steerkit.tasks.synth import generate
 
 __all__ = [
     "CONCEPT_HINTS", "Condition", "Interval", "Item", "LETTERS", "LetterScorer", "LoadedItems", "McNemar",
-    "PAPER_PREFIX",
+    "OpenAnswer", "PAPER_PREFIX",
     "accuracy_table", "bootstrap_ci", "build_prompt", "compare_conditions", "cvbench_scores", "evaluate", "generate",
     "generate_answers", "hint_for", "letter_logprobs", "letter_token_ids", "load_blink", "load_clevr_count",
-    "load_cvbench", "load_superclevr_count", "load_whatsup", "mcnemar_exact", "paired_bootstrap_diff",
+    "load_cvbench", "load_superclevr_count", "load_whatsup", "mcnemar_exact", "open_item", "paired_bootstrap_diff",
     "paper_split", "parse_letter", "stratified_split", "with_hint",
 ]

@@ -3,7 +3,9 @@
 Pick model, method, concept, scope and split; move the layer and strength sliders; the accuracy line, the
 layer x strength heatmap (a plotly ``FigureWidget``, with the chosen cell marked) and the list of items whose answer
 flipped against the unsteered baseline update in place. Selecting a flipped item shows its image, question and
-the answers before and after steering.
+the answers before and after steering: the predicted letter, or for an item answered by generation (a row whose
+``answered_by`` is not "letter") its parsed answer ``gen_pred``, with the generated text beside it (on hover in the
+static table).
 
 Under papermill or nbconvert there is no frontend to draw widgets, so :meth:`SweepApp.show` renders the same
 content as static plotly figures and HTML (``mode="auto"`` decides from the environment; ``STEERKIT_WIDGETS=static``
@@ -34,6 +36,8 @@ from steerkit.sweep.report import accuracy_grid
 from steerkit.tasks.schema import Item
 
 ALL = "all items"
+NO_ANSWER = "(no answer)"
+"""What a generated row shows when its text gave no parsable answer (``gen_pred == ""``)."""
 
 
 def has_frontend() -> bool:
@@ -71,6 +75,22 @@ def _load(results: Any) -> dict[str, pd.DataFrame]:
     if isinstance(results, Mapping):
         return {str(k): (v if isinstance(v, pd.DataFrame) else next(iter(_load(v).values()))) for k, v in results.items()}
     raise TypeError("results: a DataFrame from sweep(), a run folder, or {model name: DataFrame or run folder}")
+
+
+def _shown(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """(answer shown, gold shown, generated text) per row: a row answered by generation (``answered_by`` other than
+    "letter"; its ``correct`` is ``gen_correct``) shows its parsed generation ``gen_pred`` against ``gen_answer``
+    (the text ``gen_text`` goes with it), a letter-scored row its ``pred`` letter against ``answer``."""
+    if "answered_by" not in rows:  # a letter-only sweep has no generation columns
+        return rows["pred"], rows["answer"], pd.Series(None, index=rows.index, dtype=object)
+    gen = rows["answered_by"].fillna("letter") != "letter"
+    pred = rows["pred"].astype(object).where(~gen, rows["gen_pred"].fillna("").replace("", NO_ANSWER))
+    gold = rows["answer"].astype(object).where(~gen, rows["gen_answer"])
+    return pred, gold, rows["gen_text"].astype(object).where(gen, None)
+
+
+def _escape(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else html.escape(str(value))
 
 
 class SweepApp:
@@ -158,13 +178,19 @@ class SweepApp:
 
     @property
     def flipped(self) -> pd.DataFrame:
-        """Items whose correctness differs between the baseline and the selected cell."""
+        """Items whose correctness differs between the baseline and the selected cell.
+
+        ``before``/``after`` are the answers: the predicted letter, or for items answered by generation the parsed
+        generated answer (``gen_pred``, with ``answer`` the open gold answer and the texts in ``before_text`` /
+        ``after_text``; None for letter-scored items)."""
         d, c = self.df, self.cell()
         base = d[d.method == BASELINE].set_index("item_id")
         c = c.set_index("item_id")
         ids = c.index.intersection(base.index)
-        out = pd.DataFrame({"task": c.loc[ids, "task"], "answer": c.loc[ids, "answer"],
-                            "before": base.loc[ids, "pred"], "after": c.loc[ids, "pred"],
+        before, gold, before_text = _shown(base.loc[ids])
+        after, _, after_text = _shown(c.loc[ids])
+        out = pd.DataFrame({"task": c.loc[ids, "task"], "answer": gold, "before": before, "after": after,
+                            "before_text": before_text, "after_text": after_text,
                             "was_correct": base.loc[ids, self.correct].astype(bool),
                             "now_correct": c.loc[ids, self.correct].astype(bool)})
         out = out[out.was_correct != out.now_correct]
@@ -241,9 +267,13 @@ class SweepApp:
         row = self.flipped.set_index("item_id").loc[item_id]
         it = self.items.get(item_id)
         q = html.escape(it.prompt if it else item_id).replace("\n", "<br>")
-        return (f"<div style='max-width:420px'><b>{html.escape(item_id)}</b> ({row.task}, answer {row.answer})<br>"
-                f"{q}<br>before: <b>{row.before}</b> ({'right' if row.was_correct else 'wrong'}) → after: "
-                f"<b>{row.after}</b> ({'right' if row.now_correct else 'wrong'})</div>")
+        texts = "".join(f"<br>{when} generated: <code class='steerkit-gen'>{_escape(text)}</code>"
+                        for when, text in (("before", row.before_text), ("after", row.after_text))
+                        if _escape(text))
+        return (f"<div style='max-width:420px'><b>{html.escape(item_id)}</b> ({_escape(row.task)}, answer "
+                f"{_escape(row.answer)})<br>{q}<br>before: <b>{_escape(row.before)}</b> "
+                f"({'right' if row.was_correct else 'wrong'}) → after: <b>{_escape(row.after)}</b> "
+                f"({'right' if row.now_correct else 'wrong'}){texts}</div>")
 
     def _flip_options(self) -> list[tuple[str, str]]:
         f = self.flipped
@@ -330,8 +360,11 @@ class SweepApp:
             img = (f"<img src='data:image/png;base64,{_png_b64(it.image, 96)}'>" if it is not None and it.image
                    is not None else "")
             q = html.escape(it.question or it.prompt)[:160] if it is not None else ""
-            rows.append(f"<tr><td>{img}</td><td>{html.escape(r.item_id)}<br>{q}</td><td>{r.answer}</td>"
-                        f"<td>{r.before}</td><td>{r.after}</td><td>{r.direction}</td></tr>")
+            # a generated answer carries its whole generation as the cell's hover text
+            before, after = (f"<td title='{_escape(t)}'>" if _escape(t) else "<td>" for t in (r.before_text,
+                                                                                               r.after_text))
+            rows.append(f"<tr><td>{img}</td><td>{html.escape(r.item_id)}<br>{q}</td><td>{_escape(r.answer)}</td>"
+                        f"{before}{_escape(r.before)}</td>{after}{_escape(r.after)}</td><td>{r.direction}</td></tr>")
         table = ("<table><tr><th></th><th>item</th><th>answer</th><th>before</th><th>after</th><th></th></tr>"
                  + "".join(rows) + "</table>") if rows else "<p>no flipped items in this cell</p>"
         return self._summary_html() + table

@@ -97,3 +97,32 @@ def test_app_reads_a_run_folder(tmp_path):
     assert list(app.results) == ["m1"] and app.options("layer") == [0, 1]
     with pytest.raises(ValueError, match="no steered rows"):
         SweepApp(_results().query("method == 'none'"))
+
+
+def test_generated_rows_show_the_parsed_generation():
+    """Rows answered by generation (open items: no letter, ``pred`` None) show ``gen_pred`` and their text."""
+    df = _results(4)
+    gen = ~df.item_id.isin(["i0", "i1"])  # i2, i3 generated; i0, i1 keep their letters
+    df["answered_by"] = np.where(gen, "generate", "letter")
+    df["gen_answer"] = np.where(gen, "85", None)
+    df["gen_pred"] = np.where(gen, np.where(df.correct, "85", "86"), None)
+    df.loc[gen & (df.item_id == "i3") & (df.method == "none"), "gen_pred"] = ""  # no parsable answer
+    df["gen_text"] = np.where(gen, "47+38 = <answer>" + df.gen_pred + "</answer>", None)
+    df.loc[gen, "pred"] = None
+    df.loc[gen, "answer"] = ""
+    items = _items(4)
+    app = SweepApp(df, items=items)
+    app.select(layer=1, alpha=2.0)
+    f = app.flipped.set_index("item_id")
+    assert list(f.index) == ["i1", "i3"]
+    assert (f.loc["i1", "before"], f.loc["i1", "after"], f.loc["i1", "answer"]) == ("B", "A", "A")
+    assert pd.isna(f.loc["i1", "before_text"])  # a letter row has no generation
+    assert (f.loc["i3", "before"], f.loc["i3", "after"], f.loc["i3", "answer"]) == ("(no answer)", "85", "85")
+    assert f.loc["i3", "after_text"] == "47+38 = <answer>85</answer>"
+    assert [label for label, _ in app._flip_options()] == ["fixed: i1 (B→A)", "fixed: i3 ((no answer)→85)"]
+    detail = app._item_html("i3")
+    assert "after: <b>85</b> (right)" in detail and "47+38 = &lt;answer&gt;85&lt;/answer&gt;" in detail
+    assert "generated" not in app._item_html("i1")
+    table = app.static_html()
+    assert "title='47+38 = &lt;answer&gt;85&lt;/answer&gt;'>85</td>" in table  # the text on hover
+    assert "<td>B</td><td>A</td>" in table  # the letter row as before
