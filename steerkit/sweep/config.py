@@ -197,9 +197,9 @@ def load_items(spec: dict[str, Any], model: str | None = None) -> list[Any]:
     return _split(items, spec.get("split"), seed, float(spec.get("test_frac", 0.3)))
 
 
-GAP_MODES = ("text", "instruction_image", "ocr_1p")
-"""The gap modes a sweep item can be asked in: one model pass with a text prompt each (``image`` sends an empty
-prompt, and an open item is generated from its prompt; ``ocr_2p`` needs two passes, ``ocr_external`` an OCR engine
+GAP_MODES = ("text", "image", "instruction_image", "ocr_1p")
+"""The gap modes a sweep item can be asked in: one model pass each (``image`` sends the rendered problem with the
+style's image prompt, often empty); ``ocr_2p`` needs two passes, ``ocr_external`` an OCR engine
 between them: run those with :func:`steerkit.gap.run_gap_steered`)."""
 
 
@@ -232,9 +232,6 @@ def _gap_items(spec: dict[str, Any], model: str | None) -> list[Any]:
         raise DataError(f"items keys {unknown} do not apply to source gap; it takes problems, n, seed, "
                         "problem_split, path, mode, render, task, split, test_frac")
     mode = spec.get("mode", "instruction_image")
-    if mode == "image":
-        raise DataError("items.mode='image' sends the model an empty text prompt, and an open item is generated from "
-                        "its prompt; use mode instruction_image (or run mode image through steerkit.gap.run_gap)")
     if mode not in GAP_MODES:
         raise DataError(f"items.mode={mode!r}: a sweep asks one model pass per item, so use one of {list(GAP_MODES)}"
                         " (ocr_2p and ocr_external run through steerkit.gap.run_gap_steered)")

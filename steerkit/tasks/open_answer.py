@@ -44,7 +44,8 @@ class OpenAnswer:
     """The open form of an item: the question without choices, its gold answer, how a response is read.
 
     Attributes:
-        prompt: the full open-form question sent to the model (the adapter adds the chat template and the image).
+        prompt: the full open-form question sent to the model (the adapter adds the chat template and the image);
+            empty only when the item's image carries the whole question (the gap harness's ``image`` mode).
         answer: the gold answer as text ("3", "85").
         parser: "integer" or "answer_tag" (see the module docstring).
         auto: what ``answer="auto"`` does with the item: "generate" or "both" (also score its letter form).
@@ -60,8 +61,6 @@ class OpenAnswer:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "answer", str(self.answer).strip())
-        if not str(self.prompt).strip():
-            raise DataError("an open answer needs the open-form prompt (the question without choices)")
         if not self.answer:
             raise DataError("an open answer needs its gold answer")
         if self.parser not in PARSERS:

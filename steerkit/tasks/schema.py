@@ -46,6 +46,9 @@ class Item:
     def __post_init__(self) -> None:
         self.answer = self.answer.strip().strip("()").upper()
         self.open = OpenAnswer.coerce(self.open)
+        if self.open is not None and not self.open.prompt.strip() and self.image is None:
+            raise DataError(f"item {self.id!r}: an empty open-form prompt needs an image that carries the question; "
+                            "give open.prompt the question (without choices)")
         if not self.choices and self.open is not None:
             if self.answer:
                 raise DataError(f"item {self.id!r}: answer {self.answer!r} without choices; an open-only item "

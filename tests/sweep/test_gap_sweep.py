@@ -78,8 +78,13 @@ def test_gap_items_are_the_harness_inputs():
         load_items({"source": "gap", "problems": "organism", "split": "test"}, MODEL)
     with pytest.raises(DataError, match="one model pass"):
         load_items({"source": "gap", "problems": "organism", "mode": "ocr_2p"}, MODEL)
-    with pytest.raises(DataError, match="empty text prompt"):  # nothing to generate from
-        load_items({"source": "gap", "problems": "organism", "mode": "image"}, MODEL)
+    # image mode: the rendered problem with the style's image prompt (empty for the organism); the image carries it
+    bare = load_items({"source": "gap", "problems": "organism", "n": 2, "mode": "image"}, MODEL)
+    assert [it.open.prompt for it in bare] == ["", ""] and all(it.image is not None for it in bare)
+    from steerkit.tasks import open_item
+
+    with pytest.raises(DataError, match="needs an image"):  # nothing at all to generate from
+        open_item("x", "", "3", parser="integer")
     with pytest.raises(GapError, match="ocr_1p"):  # the organism was never trained to transcribe
         load_items({"source": "gap", "problems": "organism", "mode": "ocr_1p"}, MODEL)
 
