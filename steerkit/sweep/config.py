@@ -44,6 +44,8 @@ Example ``sweep.yaml``::
     max_new_tokens: 16                # generation: new tokens per answer at most
     stop_strings: null                # generation: e.g. ["</answer>"]; a row ends after the token completing one
     when: prefill                     # generation: prefill (steer the prompt) | all (also each new token in scope)
+    exclude_last_prompt_token: false  # true: text/both scopes leave each prompt's last token unsteered (the paper's
+                                      #   evaluation masks)
 
 Generated rows carry ``gen_text``, ``gen_pred``, ``gen_correct`` (and ``correct`` = ``gen_correct``, so the report
 reads them unchanged); see :func:`steerkit.sweep.engine.sweep`.
@@ -91,6 +93,7 @@ class SweepConfig:
     max_new_tokens: int = 16
     stop_strings: list[str] | None = None
     when: str = "prefill"
+    exclude_last_prompt_token: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepConfig:
@@ -319,5 +322,6 @@ def run_config(cfg: SweepConfig, *, rank: int | None = None, world_size: int | N
              run_name=cfg.run_name or cfg.model.replace("/", "-"), batch_size=cfg.batch_size, max_rows=cfg.max_rows,
              prompt_baseline=cfg.prompt_baseline, mode=cfg.mode, autocast=cfg.autocast, pairs=cfg.pairs,
              rank=rank, world_size=world_size, progress=progress, answer=cfg.answer,
-             max_new_tokens=cfg.max_new_tokens, stop_strings=tuple(cfg.stop_strings or ()) or None, when=cfg.when)
+             max_new_tokens=cfg.max_new_tokens, stop_strings=tuple(cfg.stop_strings or ()) or None, when=cfg.when,
+             exclude_last_prompt_token=bool(cfg.exclude_last_prompt_token))
     return df

@@ -96,7 +96,8 @@ def sweep(
             under ``accelerate launch``, else 0 of 1; every rank writes into the same store), ``flush_every``,
             ``progress``, ``pairs``, ``cells``; and for generation ``answer`` ("auto" (default), "letter",
             "generate", "both"; see :attr:`~steerkit.sweep.plan.SweepRequest.answer`), ``max_new_tokens``,
-            ``stop_strings``, ``when`` ("prefill" or "all").
+            ``stop_strings``, ``when`` ("prefill" or "all"); ``exclude_last_prompt_token`` (the paper's text/both
+            masks).
 
     Returns:
         Columns ``item_id, item_index, task, source, split, answer, n_choices, method, concept, layer, alpha, scope,
@@ -214,7 +215,8 @@ class _Generation:
             return steered_generate(self.model, self.processor, batch.generation_prompts(r.prompt_prefix),
                                     self._images(batch), vector, layer, rows, max_new_tokens=r.max_new_tokens,
                                     when=r.when, stop_strings=r.stop_strings,  # type: ignore[arg-type]
-                                    batch_size=len(rows), mode=mode)  # type: ignore[arg-type]
+                                    batch_size=len(rows), mode=mode,  # type: ignore[arg-type]
+                                    exclude_last_prompt_token=r.exclude_last_prompt_token)
 
         if self.mode == "auto":
             self.mode, texts = verified_generation_mode(self.model, run, self.key)
@@ -313,6 +315,7 @@ def naive_protocol(
     scope: str,
     *,
     prompt_prefix: str = PAPER_PREFIX,
+    exclude_last_prompt_token: bool = False,
 ) -> list[dict[str, Any]]:
     """The 1-token lower bound of the paper's protocol for one cell: per item (batch 1), steer the prefill,
     generate one token greedily, parse the letter. Also returns the letter-log-likelihood answer of a plain full
@@ -330,7 +333,8 @@ def naive_protocol(
     out = []
     for it in items:
         inputs = item_inputs(adapter, processor, [it], prompt_prefix, device)
-        ctx = (steer(model, {layer: vector[layer]}, alpha=alpha, tokens=scope, when="prefill")  # type: ignore[arg-type]
+        ctx = (steer(model, {layer: vector[layer]}, alpha=alpha, tokens=scope, when="prefill",  # type: ignore[arg-type]
+                     exclude_last_prompt_token=exclude_last_prompt_token)
                if vector is not None else contextlib.nullcontext())
         with ctx:
             gen = model.generate(**inputs, max_new_tokens=1, do_sample=False, pad_token_id=tok.pad_token_id)

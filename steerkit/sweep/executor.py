@@ -28,7 +28,7 @@ import torch
 
 from steerkit.errors import SteeringError
 from steerkit.models.adapters import adapter_for
-from steerkit.steer import token_masks
+from steerkit.steer import last_prompt_token, token_masks
 from steerkit.sweep import replay as rp
 from steerkit.sweep.plan import SweepRequest
 from steerkit.tasks.schema import Item
@@ -93,6 +93,9 @@ class Executor:
         item: the replay steers through explicit positions, which ``steer()`` does not check, so such rows would
         silently equal the baseline."""
         masks = token_masks(inputs["input_ids"], inputs.get("attention_mask"), self.image_id, self.specials)
+        if self.request.exclude_last_prompt_token:  # the paper's text/both masks (as steer() computes them)
+            last = last_prompt_token(inputs["input_ids"], inputs.get("attention_mask"), self.specials)
+            masks = {k: (m & ~last if k in ("text", "both") else m) for k, m in masks.items()}
         for scope in self.request.scopes if check else ():
             empty = [items[r].id for r in (~masks[scope].any(dim=1)).nonzero().flatten().tolist()]
             if empty:

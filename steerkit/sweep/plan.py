@@ -98,6 +98,8 @@ class SweepRequest:
             form (else ``prompt_prefix`` + its multiple-choice prompt) and read by its parser (else as a letter).
         max_new_tokens, stop_strings: generation length and strings that end a row early (as ``generate``'s).
         when: "prefill" steers the prompt pass only; "all" also every generated token in the row's scope.
+        exclude_last_prompt_token: leave each prompt's last non-special token out of the "text" and "both" scopes,
+            as the textual-steering paper's evaluation masks do (``steer(..., exclude_last_prompt_token=True)``).
 
     Example:
         >>> SweepRequest(layers=[2], alphas=[0.5, 1.0]).combos
@@ -127,6 +129,7 @@ class SweepRequest:
     max_new_tokens: int = 16
     stop_strings: tuple[str, ...] | None = None
     when: str = "prefill"
+    exclude_last_prompt_token: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -259,6 +262,7 @@ def sweep_config(
     pairs: Mapping[str, Sequence[str]] | None = None,
     cells: Mapping[str, Sequence[tuple[Any, ...]]] | None = None,
     generation: Mapping[str, Any] | None = None,
+    exclude_last_prompt_token: bool = False,
 ) -> dict[str, Any]:
     """The dictionary whose hash names a run folder: everything that changes the rows, nothing that does not.
 
@@ -270,6 +274,8 @@ def sweep_config(
         extra["cells"] = {t: [list(c) for c in cs] for t, cs in sorted(cells.items())}
     if generation is not None:
         extra["generation"] = dict(generation)
+    if exclude_last_prompt_token:  # only when set: runs without it keep their folders
+        extra["exclude_last_prompt_token"] = True
     return extra | {
         "engine_version": ENGINE_VERSION,
         "model": dict(model_fp),
@@ -395,7 +401,7 @@ class SweepPlan:
         return sweep_config(model_fp=model_fp, items=items, table=self.table, layers=r.layers, alphas=r.alphas,
                             scopes=r.scopes, prompt_prefix=r.prompt_prefix, hints=self.hints,
                             prompt_baseline=r.prompt_baseline, pairs=r.pairs, cells=r.cells,
-                            generation=self.generation)
+                            generation=self.generation, exclude_last_prompt_token=r.exclude_last_prompt_token)
 
 
 def make_plan(items: Sequence[Item], vectors: Any, request: SweepRequest) -> SweepPlan:

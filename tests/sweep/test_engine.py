@@ -95,3 +95,25 @@ def test_errors_say_what_to_do(tiny):
     with pytest.raises(SteeringError, match="pass the images"):  # the paper's protocol goes through steer()
         naive_protocol(model, processor, make_items(1, with_images=False), make_vectors(model)[("meanshift",
                        "counting")], 1, 1.0, "image")
+
+
+def test_paper_masks_leave_the_last_prompt_token_unsteered(tiny):
+    """exclude_last_prompt_token=True equals per-item steer(..., exclude_last_prompt_token=True) on text/both, leaves
+    image scope alone, and changes text-scope answers' log-probs (the last prompt token is where they are read)."""
+    model, processor = tiny("llava")
+    items = make_items(3)
+    vecs = make_vectors(model, layers=[0])
+    vec = vecs[("meanshift", "counting")]
+    kw = dict(batch_size=3, progress=False, prompt_baseline=False)
+    paper = sweep(model, processor, items, vecs, [0], [2.0], SCOPES, exclude_last_prompt_token=True, **kw)
+    plain = sweep(model, processor, items, vecs, [0], [2.0], SCOPES, **kw)
+    for scope in SCOPES:
+        ref = pd.DataFrame(naive_protocol(model, processor, items, vec, 0, 2.0, scope, exclude_last_prompt_token=True))
+        got = paper[(paper.method == "meanshift") & (paper.scope == scope)].set_index("item_id").loc[ref.item_id]
+        np.testing.assert_allclose(np.concatenate(got.logprobs.to_list()), np.concatenate(ref.logprobs.to_list()),
+                                   atol=1e-4)
+        assert got.greedy_text.tolist() == ref.greedy_text.tolist()
+        other = plain[(plain.method == "meanshift") & (plain.scope == scope)].set_index("item_id").loc[ref.item_id]
+        same = np.allclose(np.concatenate(got.logprobs.to_list()), np.concatenate(other.logprobs.to_list()))
+        assert same == (scope == "image"), scope
+    assert_no_hooks(model)
