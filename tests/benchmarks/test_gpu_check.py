@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-CHECK = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
+from .scripts import script_module
+
 PHASES = ("build", "letter_sweep", "floor", "paper_protocol", "generation")
-
-
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    """main() sets torch's thread count; later tests in this process must not inherit it."""
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
 def check():
     """The check script as a module (benchmarks/ is not a package; it imports sweep_bench from its folder)."""
-    spec = importlib.util.spec_from_file_location("gpu_check", CHECK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("gpu_check", None)
+    with script_module("gpu_check") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")

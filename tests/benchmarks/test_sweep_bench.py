@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from steerkit.tasks.scoring import parse_letter
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "sweep_bench.py"
-
-
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    """main() sets torch's thread count; later tests in this process must not inherit it."""
-    import torch
-
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+from .scripts import script_module
 
 
 @pytest.fixture(scope="module")
 def bench():
     """The benchmark script as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("sweep_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sweep_bench"] = module  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("sweep_bench", None)
+    with script_module("sweep_bench") as module:
+        yield module
 
 
 @pytest.mark.parametrize("text", ["B", " (B)", "B.", "B)\n", "(B)."])

@@ -5,13 +5,8 @@ answers equal to ``run_gap``'s on the same problems and mode."""
 from __future__ import annotations
 
 import functools
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 import yaml
@@ -21,10 +16,10 @@ from steerkit.errors import DataError, GapError
 from steerkit.gap import mode_input, problem_set, run_gap, style_for
 from steerkit.sweep.config import load_items
 from steerkit.sweep.engine import BASELINE
-from steerkit.sweep.store import ROW_KEY, RunStore, list_runs
+from steerkit.sweep.store import RunStore, list_runs
 from steerkit.tasks.scoring import item_image
 
-from .test_generate_sweep import _KILLED_CLI, _raw_parts
+from .helpers import assert_resumed_equals, kill_cli_sweep, raw_parts
 
 MODEL = "steerkit/organism"
 MODE = "instruction_image"
@@ -115,16 +110,9 @@ def test_cli_sweeps_gap_problems_resumes_after_a_kill_and_matches_run_gap(tmp_pa
 
     cfg = _config(tmp_path, tmp_path / "b")
     # killed in the second item batch after its first steered unit group: the first batch's rows are on disk
-    code = _KILLED_CLI.format(threads=torch.get_num_threads(), k=3, cfg=str(cfg))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    [run_b] = list_runs(tmp_path / "b")
+    run_b = kill_cli_sweep(cfg, tmp_path / "b", k=3)
     assert run_b.name == run_a.name  # the same configuration
-    assert 0 < len(_raw_parts(run_b)) < len(full)
+    assert 0 < len(raw_parts(run_b)) < len(full)
     res = runner.invoke(_app(), ["sweep", str(cfg), "--no-progress"])
     assert res.exit_code == 0, res.output
-    resumed = RunStore.from_dir(run_b).load()
-    pd.testing.assert_frame_equal(full, resumed, check_exact=True)
-    raw = _raw_parts(run_b)
-    assert len(raw) == len(full) and not raw.duplicated(subset=list(ROW_KEY)).any()
+    assert_resumed_equals(full, run_b)

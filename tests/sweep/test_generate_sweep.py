@@ -5,11 +5,6 @@ duplicating a row, in the library and through ``steerkit sweep CONFIG``."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +25,7 @@ from steerkit.tasks.scoring import PAPER_PREFIX, item_image, parse_letter
 from steerkit.tasks.splits import CONCEPT_HINTS
 from tests.tasks import fixtures as fx
 
-from .helpers import make_items, make_vectors
+from .helpers import assert_resumed_equals, kill_cli_sweep, make_items, make_vectors, raw_parts
 from .test_generate import per_item
 
 LAYERS, ALPHAS, SCOPES = [0, 1], [0.5, 2.0], ["image", "text", "both"]
@@ -204,11 +199,6 @@ class Stop(Exception):
     pass
 
 
-def _raw_parts(run_dir: Path) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(f) for f in sorted((run_dir / "parts").glob("part-*.parquet"))],
-                     ignore_index=True)
-
-
 @pytest.mark.parametrize("stop_after", [4, 10])
 def test_interrupted_generation_sweep_resumes_to_identical_rows(tiny, tmp_path, stop_after):
     model, processor = tiny("llava")
@@ -229,13 +219,13 @@ def test_interrupted_generation_sweep_resumes_to_identical_rows(tiny, tmp_path, 
     with pytest.raises(Stop):
         run(tmp_path / "b", callback=bomb, flush_every=1)
     [run_dir] = list_runs(tmp_path / "b")
-    assert 0 < len(_raw_parts(run_dir)) < len(full)
+    assert 0 < len(raw_parts(run_dir)) < len(full)
     resumed = run(tmp_path / "b")
     pd.testing.assert_frame_equal(full.drop(columns="logprobs"), resumed.drop(columns="logprobs"), check_exact=True)
     lp = [np.asarray(x) for x in full.logprobs if x is not None]
     np.testing.assert_array_equal(np.concatenate(lp), np.concatenate([np.asarray(x) for x in resumed.logprobs
                                                                       if x is not None]))
-    raw = _raw_parts(run_dir)
+    raw = raw_parts(run_dir)
     assert len(raw) == len(full) and not raw.duplicated(subset=list(ROW_KEY)).any()  # nothing recomputed
     n_parts = len(list((run_dir / "parts").glob("part-*")))
     run(tmp_path / "b")
@@ -263,22 +253,6 @@ def _cli_config(tmp_path: Path, out: Path) -> Path:
     return file
 
 
-_KILLED_CLI = textwrap.dedent("""
-    import os, signal, sys
-    import torch
-    torch.set_num_threads({threads})
-    from steerkit.sweep import store
-    finished = store.RowSink.unit_finished
-    count = [0]
-    def die(self):
-        finished(self)
-        count[0] += 1
-        if count[0] >= {k}:
-            os.kill(os.getpid(), signal.SIGKILL)   # no finally, no flush: the hardest stop
-    store.RowSink.unit_finished = die
-    from steerkit.cli import app
-    app(["sweep", {cfg!r}, "--no-progress", "--no-report"])
-""")
 
 
 def test_cli_sweeps_clevr_counting_by_generation_and_resumes_after_a_kill(tmp_path):
@@ -295,19 +269,12 @@ def test_cli_sweeps_clevr_counting_by_generation_and_resumes_after_a_kill(tmp_pa
 
     cfg = _cli_config(tmp_path, tmp_path / "b")
     # killed in the second item batch, after its first steered unit group (one per layer)
-    code = _KILLED_CLI.format(threads=torch.get_num_threads(), k=3, cfg=str(cfg))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    [run_b] = list_runs(tmp_path / "b")
+    run_b = kill_cli_sweep(cfg, tmp_path / "b", k=3)
     assert run_b.name == run_a.name  # the same configuration
-    assert 0 < len(_raw_parts(run_b)) < len(full)
+    assert 0 < len(raw_parts(run_b)) < len(full)
     res = runner.invoke(app_(), ["sweep", str(cfg), "--no-progress", "--no-report"])
     assert res.exit_code == 0, res.output
-    resumed = RunStore.from_dir(run_b).load()
-    pd.testing.assert_frame_equal(full, resumed, check_exact=True)
-    raw = _raw_parts(run_b)
-    assert len(raw) == len(full) and not raw.duplicated(subset=list(ROW_KEY)).any()
+    assert_resumed_equals(full, run_b)
 
 
 def app_():
