@@ -28,7 +28,12 @@ def source(tokenizer):
 
 
 def test_every_stage_kind_is_known_and_the_config_round_trips():
+    from steerkit.models.organism_smol.evaluation import ARITH_MODES
+
     assert {k for s in DEFAULT_STAGES for k in s.kinds()} <= set(S.KINDS)
+    # every arithmetic kind is measured by one held-out arithmetic mode, and every mode follows some kind
+    assert set(S.ARITH_EVAL) == {k for k in S.KINDS if not k.startswith("scene_")}
+    assert set(S.ARITH_EVAL.values()) == set(ARITH_MODES)
     cfg = SmolOrganismConfig()
     assert SmolOrganismConfig.from_dict(cfg.to_dict()) == cfg
     assert SmolOrganismConfig.from_dict({**cfg.to_dict(), "steps": 600}) == cfg  # an old build's key is ignored

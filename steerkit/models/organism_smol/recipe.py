@@ -68,7 +68,7 @@ def build(out_dir: str | Path, seed: int = 0, *, fast: bool = False, device: str
         held_out_items,
     )
     from steerkit.models.organism_smol.loop import train_stage
-    from steerkit.models.organism_smol.samples import SampleSource
+    from steerkit.models.organism_smol.samples import ARITH_EVAL, SampleSource
     from steerkit.models.textlm import load_smollm2
 
     cfg = dataclasses.replace(config or SmolOrganismConfig(), seed=seed)
@@ -108,9 +108,8 @@ def build(out_dir: str | Path, seed: int = 0, *, fast: bool = False, device: str
     curve: list[dict[str, Any]] = []
     mllm = peft_model.base_model.model
     for i, stage in enumerate(cfg.stages):
-        kinds = stage.kinds()
-        modes = ARITH_MODES if any(k.startswith(("arith_i", "transcribe")) for k in kinds) else (
-            ("text",) if "arith_text" in kinds else ())
+        measured = {ARITH_EVAL[k] for k in stage.kinds() if k in ARITH_EVAL}
+        modes = tuple(m for m in ARITH_MODES if m in measured)
 
         def point(modes: tuple[str, ...] = modes) -> dict[str, float]:
             return {**curve_point(mllm, processor, sets), **arithmetic_point(mllm, processor, problems, modes)}

@@ -36,6 +36,9 @@ TRANSCRIBE_SOLVE_PROMPT = ("Transcribe the problem in the image as <transcript>.
                            "step and give the answer as <answer>...</answer>.")
 KINDS = ("scene_image", "scene_text", "arith_text", "arith_instruction_image", "arith_image", "transcribe",
          "transcribe_solve")
+# The held-out arithmetic measurement (evaluation.ARITH_MODES) that follows each arithmetic kind's training.
+ARITH_EVAL = {"arith_text": "text", "arith_instruction_image": "image", "arith_image": "image",
+              "transcribe": "transcribe", "transcribe_solve": "transcribe"}
 
 
 @dataclass(frozen=True)
