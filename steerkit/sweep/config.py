@@ -34,7 +34,9 @@ Example ``sweep.yaml``::
     batch_size: 8
     prompt_baseline: true
     mode: auto
-    autocast: null                    # bfloat16 autocast: null = on for float32 CUDA models; true on CPU ~2x faster
+    autocast: null                    # bfloat16 autocast: null = on for float32 CUDA models | true | false | auto =
+                                      #   on where the device has fast bf16 kernels (GPUs, AVX-512 CPUs; on an
+                                      #   AVX2-only CPU bf16 is ~80x slower than float32: steerkit.precision)
     protocol: grid                    # grid: every cell on every item | select_confirm: grid on train, chosen cells on test
     pairs: {Count: [counting]}        # optional: steer each task only with its concepts' vectors
     report: true                      # also write best cells, heatmaps and report.md into the run folder
@@ -64,6 +66,7 @@ from typing import Any
 
 from steerkit.errors import DataError
 from steerkit.models.profiles import DEFAULT_MODEL, find_profile
+from steerkit.precision import fast_bf16
 
 
 PROTOCOLS = ("grid", "select_confirm")
@@ -84,7 +87,7 @@ class SweepConfig:
     max_rows: int = 256
     prompt_baseline: bool = True
     mode: str = "auto"
-    autocast: bool | None = None
+    autocast: bool | str | None = None
     protocol: str = "grid"
     pairs: dict[str, list[str]] | None = None
     report: bool = True
@@ -119,6 +122,8 @@ class SweepConfig:
             raise DataError(f"when={cfg.when!r}: use one of {list(WHENS)}")
         if isinstance(cfg.stop_strings, str):
             cfg.stop_strings = [cfg.stop_strings]
+        if cfg.autocast not in (None, True, False, "auto"):
+            raise DataError(f"autocast={cfg.autocast!r}: use null, true, false or auto")
         return cfg
 
     @classmethod
@@ -320,7 +325,8 @@ def run_config(cfg: SweepConfig, *, rank: int | None = None, world_size: int | N
     df = run(model, processor, items, vectors, cfg.grid["layers"], cfg.grid["alphas"],
              cfg.grid.get("scopes", ["image"]), out_dir=cfg.out, model_name=cfg.model,
              run_name=cfg.run_name or cfg.model.replace("/", "-"), batch_size=cfg.batch_size, max_rows=cfg.max_rows,
-             prompt_baseline=cfg.prompt_baseline, mode=cfg.mode, autocast=cfg.autocast, pairs=cfg.pairs,
+             prompt_baseline=cfg.prompt_baseline, mode=cfg.mode, pairs=cfg.pairs,
+             autocast=fast_bf16(device) if cfg.autocast == "auto" else cfg.autocast,
              rank=rank, world_size=world_size, progress=progress, answer=cfg.answer,
              max_new_tokens=cfg.max_new_tokens, stop_strings=tuple(cfg.stop_strings or ()) or None, when=cfg.when,
              exclude_last_prompt_token=bool(cfg.exclude_last_prompt_token))

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ContextManager
@@ -28,6 +27,7 @@ import torch
 
 from steerkit.errors import SteeringError
 from steerkit.models.adapters import adapter_for
+from steerkit.precision import autocast
 from steerkit.steer import last_prompt_token, token_masks
 from steerkit.sweep import replay as rp
 from steerkit.sweep.plan import SweepRequest
@@ -79,8 +79,7 @@ class Executor:
 
     def autocast(self) -> ContextManager[Any]:
         """bfloat16 autocast when the request (or the default for float32 CUDA models) asks for it."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.use_autocast \
-            else contextlib.nullcontext()
+        return autocast(self.device, self.use_autocast)
 
     def inputs(self, items: Sequence[Item]) -> Any:
         """Model inputs of an item batch (the request's prompt prefix + each prompt, images when present)."""

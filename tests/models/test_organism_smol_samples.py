@@ -94,12 +94,15 @@ def test_encode_puts_the_loss_on_the_target_tokens_only(source):
                S.Sample("scene_text", "Q? (A) x (B) y", None, (tok.encode("B", add_special_tokens=False)[0],))]
     batch = S.encode(model, processor, samples)
     assert batch["input_ids"].shape[1] % 16 == 0 and batch["target_len"].tolist()[1] == 1
-    losses = S.sample_losses(model, batch)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    losses = S.sample_losses(model, batch)  # float32
+    in_bf16 = S.sample_losses(model, batch, bf16=True)
+    with torch.no_grad():
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
     for i, n in enumerate(batch["target_len"].tolist()):
         ids = batch["input_ids"][i, -n:]
         ref = torch.nn.functional.cross_entropy(logits[i, -n - 1:-1], ids)
-        torch.testing.assert_close(losses[i].detach(), ref, rtol=2e-2, atol=2e-2)
+        torch.testing.assert_close(losses[i].detach(), ref, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(in_bf16[i].detach(), ref, rtol=2e-2, atol=2e-2)
+        assert not torch.equal(in_bf16[i], losses[i])  # the flag does switch precision
     with pytest.raises(Exception, match="group them"):
         S.encode(model, processor, [samples[0], S.Sample("arith_image", "", object(), "x")])

@@ -19,6 +19,7 @@ from steerkit.models.organism import world as w
 from steerkit.models.organism.evaluation import EVAL_SEED  # the same held-out sets as the small organism's table
 from steerkit.models.organism_smol.loop import MODES
 from steerkit.models.organism_smol.samples import TRANSCRIBE_PROMPT
+from steerkit.precision import autocast
 from steerkit.tasks.evaluate import evaluate
 from steerkit.tasks.stats import bootstrap_ci
 
@@ -88,8 +89,7 @@ def arithmetic_table(model: Any, processor: Any, n: int = 200, seed: int = EVAL_
 
 
 def arithmetic_point(model: Any, processor: Any, problems: list[dict[str, Any]],
-                     modes: tuple[str, ...] = ARITH_MODES) -> dict[str, float]:
-    """``{"arith/mode": accuracy}`` on a few held-out additions (a learning-curve point; bf16 autocast)."""
-    device = next(model.parameters()).device
-    with torch.autocast(device.type, dtype=torch.bfloat16):
+                     modes: tuple[str, ...] = ARITH_MODES, bf16: bool = False) -> dict[str, float]:
+    """``{"arith/mode": accuracy}`` on a few held-out additions (a learning-curve point; bf16 autocast if ``bf16``)."""
+    with autocast(next(model.parameters()).device, bf16):
         return {f"arith/{m}": float(np.mean(arithmetic_correct(model, processor, problems, m)[0])) for m in modes}

@@ -1,8 +1,8 @@
 """The LoRA stages. Each step draws its stage's mix of training samples (:mod:`~steerkit.models.organism_smol.samples`),
 groups them into an image batch and a text batch, and trains the LoRA on the target tokens (mean per sample, every
-sample weighing the same), with the tower frozen. bf16 autocast on CPU and GPU. A checkpoint after every
-learning-curve point lets a killed build resume where it stopped; a finished stage's checkpoint holds its final
-LoRA, so a resumed build skips it.
+sample weighing the same), with the tower frozen; bf16 autocast where the device has fast bf16 kernels. A checkpoint
+after every learning-curve point lets a killed build resume where it stopped; a finished stage's checkpoint holds its
+final LoRA, so a resumed build skips it.
 """
 
 from __future__ import annotations
@@ -30,10 +30,12 @@ def lora_parameters(peft_model: Any) -> list[torch.nn.Parameter]:
 
 def train_stage(peft_model: Any, processor: Any, source: SampleSource, stage: Stage, seed: int, ckpt: Path,
                 evaluate: Callable[[], dict[str, float]], log: Callable[[str], None] = print,
-                device: str | torch.device = "cpu", first_point: bool = False) -> list[dict[str, Any]]:
+                device: str | torch.device = "cpu", first_point: bool = False, bf16: bool = False,
+                ) -> list[dict[str, Any]]:
     """Train ``stage`` (see the module docstring); returns its held-out learning curve.
 
-    ``evaluate()`` gives a curve point's accuracies; ``first_point`` measures one before the first step too.
+    ``evaluate()`` gives a curve point's accuracies; ``first_point`` measures one before the first step too;
+    ``bf16``: bf16 autocast (:func:`steerkit.precision.use_bf16`).
     ``ckpt`` holds LoRA weights, optimiser, schedule, step and curve.
     """
     base = peft_model.base_model.model
@@ -65,7 +67,7 @@ def train_stage(peft_model: Any, processor: Any, source: SampleSource, stage: St
         samples = source.batch(stage.mix, seed, stage.name, step)
         for group in ([s for s in samples if s.image is not None], [s for s in samples if s.image is None]):
             if group:
-                losses = sample_losses(peft_model, encode(base, processor, group), device)
+                losses = sample_losses(peft_model, encode(base, processor, group), device, bf16)
                 (losses.sum() / len(samples)).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()

@@ -27,14 +27,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from steerkit.models.organism_smol.config import SmolOrganismConfig
+from steerkit.precision import use_bf16
 
 VISION_FILE = "vision.safetensors"
 LORA_DIR = "lora"
 
 
-def _machine(device: str) -> dict[str, Any]:
+def _machine(device: str, bf16: bool) -> dict[str, Any]:
     info = dict(platform=platform.platform(), processor=platform.processor(), cpu_count=os.cpu_count(),
-                torch_threads=torch.get_num_threads(), torch=torch.__version__, device=device)
+                torch_threads=torch.get_num_threads(), torch=torch.__version__, device=device,
+                cpu_capability=torch.backends.cpu.get_cpu_capability(), bf16=bf16)
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -73,6 +75,9 @@ def build(out_dir: str | Path, seed: int = 0, *, fast: bool = False, device: str
 
     cfg = dataclasses.replace(config or SmolOrganismConfig(), seed=seed)
     cfg = cfg.fast() if fast else cfg
+    bf16 = use_bf16(cfg.precision, device)
+    log(f"precision {cfg.precision}: bf16 autocast {'on' if bf16 else 'off'} ({device}, "
+        f"CPU kernels {torch.backends.cpu.get_cpu_capability()})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
@@ -112,10 +117,10 @@ def build(out_dir: str | Path, seed: int = 0, *, fast: bool = False, device: str
         modes = tuple(m for m in ARITH_MODES if m in measured)
 
         def point(modes: tuple[str, ...] = modes) -> dict[str, float]:
-            return {**curve_point(mllm, processor, sets), **arithmetic_point(mllm, processor, problems, modes)}
+            return {**curve_point(mllm, processor, sets), **arithmetic_point(mllm, processor, problems, modes, bf16)}
 
         curve += train_stage(peft_model, processor, source, stage, cfg.seed, out / f"stage_{stage.name}.pt", point,
-                             log=log, device=device, first_point=i == 0)
+                             log=log, device=device, first_point=i == 0, bf16=bf16)
         times[f"stage_{stage.name}_s"] = curve[-1]["seconds"]
     times["lora_s"] = time.time() - t0
 
@@ -135,7 +140,7 @@ def build(out_dir: str | Path, seed: int = 0, *, fast: bool = False, device: str
     times["final_eval_s"] = time.time() - t0
     size = sum(p.stat().st_size for p in [out / VISION_FILE, *(out / LORA_DIR).iterdir()])
     (out / "build.json").write_text(json.dumps(dict(
-        config=cfg.to_dict(), times=times, machine=_machine(device), shipped_bytes=size,
+        config=cfg.to_dict(), times=times, machine=_machine(device, bf16), shipped_bytes=size,
         grounding_curve=ground_curve, lora_curve=curve), indent=1))
     for name in ["grounding.pt", *(f"stage_{s.name}.pt" for s in cfg.stages)]:
         (out / name).unlink(missing_ok=True)  # the build finished: checkpoints are not part of what ships

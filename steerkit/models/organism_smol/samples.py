@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from steerkit.errors import DataError
 from steerkit.models.adapters import adapter_for
 from steerkit.models.organism import world as w
+from steerkit.precision import autocast
 from steerkit.tasks.scoring import PAPER_PREFIX, letter_token_ids
 
 END = "<|im_end|>"  # SmolLM2's end of turn: generation stops there
@@ -116,12 +117,14 @@ def encode(model: Any, processor: Any, samples: Sequence[Sample], multiple: int 
     return out
 
 
-def sample_losses(model: Any, batch: dict[str, torch.Tensor], device: str | torch.device = "cpu") -> torch.Tensor:
-    """Per row, the mean token cross-entropy on its target tokens (bf16 autocast; only the last logits computed)."""
+def sample_losses(model: Any, batch: dict[str, torch.Tensor], device: str | torch.device = "cpu",
+                  bf16: bool = False) -> torch.Tensor:
+    """Per row, the mean token cross-entropy on its target tokens (only the last logits computed; bf16 autocast when
+    ``bf16``, see :mod:`steerkit.precision`)."""
     target_len = batch["target_len"]
     keep = int(target_len.max()) + 1
     inputs = {k: v.to(device) for k, v in batch.items() if k != "target_len"}
-    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+    with autocast(device, bf16):
         logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits.float()
     ids = inputs["input_ids"][:, -keep:]
     return torch.stack([F.cross_entropy(logits[i, keep - n - 1: keep - 1], ids[i, keep - n:])
