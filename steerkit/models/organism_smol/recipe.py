@@ -53,7 +53,7 @@ def build(out_dir: str | Path, seed: int = 0, *, fast: bool = False, device: str
     """Train the SmolLM2 organism into ``out_dir`` (see the module docstring); returns ``out_dir``.
 
     Example:
-        >>> build("/tmp/organism-smol", seed=0)            # ~2 h on 2 CPU cores
+        >>> build("/tmp/organism-smol", seed=0)            # ~115 min on 2 CPU cores (float32)
         >>> build("/tmp/organism-smol-gpu", device="cuda")  # the same recipe on a GPU
     """
     from peft import get_peft_model
