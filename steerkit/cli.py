@@ -9,7 +9,6 @@ Other packages add their commands here (``extract``, ``evaluate``, ``gap``, ``di
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -41,8 +40,9 @@ def sweep(
     from steerkit.sweep.plan import shard_of_process
     from steerkit.sweep.report import has_selection_splits, write_report
     from steerkit.sweep.store import RunStore
+    from steerkit.threads import set_threads
 
-    torch.set_num_threads(int(os.environ.get("STEERKIT_THREADS", torch.get_num_threads())))
+    set_threads()  # STEERKIT_THREADS, else torch's default
     cfg = SweepConfig.from_yaml(config)
     if out is not None:
         cfg.out = out
