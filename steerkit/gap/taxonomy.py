@@ -4,7 +4,9 @@ Where a transcript exists (the OCR modes), each wrong image-mode answer is tagge
 
 - ``reading``: the transcript differs from the source problem: a number in it is wrong or missing, or its
   character error rate (CER, edit distance / source length, after normalising case and whitespace) is above
-  ``cer_threshold``;
+  ``cer_threshold``. Sub-tagged ``spacing`` when the characters are all right and only whitespace differs (an
+  OCR engine that reads "69+29" as "6 9 + 2 9" splits the numbers a model then sees), else ``wrong_numbers`` (a
+  number missing or altered) or ``text_errors``;
 - ``thinking``: the transcript is right but the answer is wrong. Sub-tagged ``calculation`` (the response holds a
   false equation "a op b = c"), ``format`` (no closed ``<answer>`` tag), ``incomplete`` (no answer at all), or
   ``reasoning`` (none of these);
@@ -91,6 +93,12 @@ def false_equations(response: str) -> list[str]:
     return out
 
 
+def _reading_subtype(transcript: str, source: str, nerr: int) -> str:
+    if re.sub(r"\s+", "", _norm(transcript)) == re.sub(r"\s+", "", _norm(source)):
+        return "spacing"
+    return "wrong_numbers" if nerr > 0 else "text_errors"
+
+
 def _thinking_subtype(row: pd.Series) -> str:
     if row.get("answer") is None or row.get("parse_method") == "none":
         return "incomplete"
@@ -130,7 +138,7 @@ def tag_errors(df: pd.DataFrame, *, cer_threshold: float = 0.05) -> pd.DataFrame
             subs.append(_thinking_subtype(row) if not is_ocr else "")
         elif nerr > 0 or cer > cer_threshold:
             types.append("reading")
-            subs.append("wrong_numbers" if nerr > 0 else "text_errors")
+            subs.append(_reading_subtype(tr, row["question"], nerr))
         else:
             types.append("thinking")
             subs.append(_thinking_subtype(row))

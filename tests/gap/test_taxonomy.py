@@ -33,9 +33,11 @@ def test_tags():
         _row("instruction_image", "<answer>1</answer>", None, False, "1"),
         _row("text", "", None, False, None, fmt=False, method="none"),
         _row("ocr_2p", "<answer>41</answer>", Q, False, "41"),
+        _row("ocr_external", "<answer>43</answer>", Q.replace("12", "1 2"), False, "43"),  # spaced digits
+        _row("ocr_external", "<answer>43</answer>", Q.replace("apples", "appels"), False, "43"),  # text typo
     ])
     t = tag_errors(df)
     assert list(t["error_type"]) == ["correct", "thinking", "reading", "thinking", "no_transcript", "untagged",
-                                     "thinking", "thinking"]
+                                     "thinking", "thinking", "reading", "thinking"]
     assert list(t["error_subtype"]) == ["", "calculation", "wrong_numbers", "format", "", "reasoning",
-                                        "incomplete", "reasoning"]
+                                        "incomplete", "reasoning", "spacing", "reasoning"]
