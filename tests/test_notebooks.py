@@ -34,6 +34,16 @@ def test_notebooks_are_their_own_source():
     assert not writers, f"notebook generator scripts {writers}: edit the .ipynb itself instead"
 
 
+
+def test_notebooks_take_their_threads_from_the_rule():
+    """A notebook that fixes its own thread count oversubscribes a shared CPU; steerkit.threads.set_threads lets
+    STEERKIT_THREADS give it its share."""
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        code = "".join(c.source for c in nb.cells if c.cell_type == "code")
+        assert "set_num_threads" not in code, f"{path.name} fixes its own thread count; call steerkit.threads.set_threads"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_executes(path, tmp_path, monkeypatch):

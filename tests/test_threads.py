@@ -1,18 +1,13 @@
 """One rule for torch's CPU threads (steerkit.threads): STEERKIT_THREADS wins, a default is capped at the CPU
-count, a bad setting names the fix; the notebooks use it instead of fixing their own count."""
+count, a bad setting names the fix (tests/test_notebooks.py checks that the notebooks use it)."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from steerkit.errors import DataError
 from steerkit.threads import set_threads
-
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 @pytest.fixture(autouse=True)
@@ -45,8 +40,3 @@ def test_bad_setting_names_the_fix(monkeypatch, bad):
     with pytest.raises(DataError, match="STEERKIT_THREADS=1"):
         set_threads(2)
 
-
-def test_notebooks_take_their_threads_from_the_rule():
-    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
-        code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
-        assert "set_num_threads" not in code, f"{path.name} fixes its own thread count; call steerkit.threads.set_threads"
