@@ -6,10 +6,11 @@ import functools
 import os
 
 import pytest
-import torch
+
+from steerkit.threads import set_threads
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+set_threads(2)  # 2 (capped at the CPU count), or STEERKIT_THREADS: the suite beside another job runs on 1
 
 
 @functools.cache

@@ -69,6 +69,39 @@ def test_smoke_build_ships_only_trained_parts_and_loads_like_any_family(smoke_bu
     pd.testing.assert_series_equal(again.accuracy, metrics.accuracy)
 
 
+def test_build_is_deterministic_and_a_killed_build_resumes_to_the_same_bytes(smoke_build, tmp_path):
+    """The same seed (and thread count) gives the same shipped bytes, even through two kills: one after grounding (the
+    LoRA is created again on resume) and one at a stage boundary (the LoRA comes from the text stage's checkpoint),
+    as the shipped build was resumed once at its text -> joint boundary."""
+    from steerkit.models.organism_smol import build
+    from steerkit.models.organism_smol.recipe import LORA_DIR, VISION_FILE
+
+    class Killed(Exception):
+        pass
+
+    def kill_at(prefix):
+        def log(message):
+            if message.startswith(prefix):  # logged before the stage's checkpoint is written
+                raise Killed(message)
+        return log
+
+    out = tmp_path / "resumed"
+    with pytest.raises(Killed):
+        build(out, seed=0, fast=True, log=kill_at("stage text step 2"))
+    assert (out / "grounding.pt").exists() and not (out / "stage_text.pt").exists()
+    with pytest.raises(Killed):
+        build(out, seed=0, fast=True, log=kill_at("stage joint step 2"))
+    assert (out / "stage_text.pt").exists() and not (out / "stage_joint.pt").exists()
+    build(out, seed=0, fast=True, log=lambda _: None)
+    for name in (VISION_FILE, f"{LORA_DIR}/adapter_model.safetensors", f"{LORA_DIR}/adapter_config.json"):
+        assert (out / name).read_bytes() == (smoke_build / name).read_bytes(), name
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "metrics.parquet"),
+                                  pd.read_parquet(smoke_build / "metrics.parquet"))
+    curves = [json.loads((d / "build.json").read_text())["lora_curve"] for d in (out, smoke_build)]
+    assert [{k: v for k, v in p.items() if k != "seconds"} for p in curves[0]] == [
+        {k: v for k, v in p.items() if k != "seconds"} for p in curves[1]]
+
+
 def test_text_source_is_the_unmodified_smollm2():
     from steerkit.models.loading import load_model
     from steerkit.models.textlm import load_smollm2

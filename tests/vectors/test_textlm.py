@@ -71,3 +71,53 @@ def test_smollm2_vectors_real():
     best = max(r["balanced_accuracy"] for r in recs)
     assert best > 0.75, recs  # chance = 0.5 for balanced accuracy
     assert max(r["test_accuracy"] - r["majority_baseline"] for r in recs) > 0
+
+
+def test_dequantised_checkpoint_is_named_by_the_file_and_library_versions(tmp_path, monkeypatch):
+    import transformers
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF-1")
+    first = textlm.dequantised_dir(gguf, tmp_path)
+    assert first.parent == tmp_path and first.name.startswith("m-float32-")
+    assert textlm.dequantised_dir(gguf, tmp_path) == first
+    gguf.write_bytes(b"GGUF-2")
+    assert textlm.dequantised_dir(gguf, tmp_path) != first  # a changed file never reuses the old checkpoint
+    gguf.write_bytes(b"GGUF-1")
+    monkeypatch.setattr(transformers, "__version__", "0.0.0")
+    assert textlm.dequantised_dir(gguf, tmp_path) != first  # nor does another transformers
+
+
+def test_dequantised_checkpoint_round_trips_and_a_concurrent_writer_keeps_the_first(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model, tok = textlm.load_text_model("tiny/llama")
+    target = tmp_path / "plain"
+    textlm._write_dequantised(model, tok, target)
+    again = AutoModelForCausalLM.from_pretrained(target)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    marker = target / "first-writer"
+    marker.write_text("")
+    textlm._write_dequantised(model, tok, target)  # the rename loses to the existing folder: it stays as it was
+    assert marker.exists() and [p.name for p in tmp_path.iterdir()] == ["plain"]
+
+
+@pytest.mark.slow
+def test_smollm2_loads_from_its_dequantised_checkpoint_bit_for_bit():
+    """What load_smollm2 returns (from the cached checkpoint) equals transformers' own GGUF load: every tensor, the
+    logits and the tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, tok = textlm.load_smollm2()
+    gguf = textlm.smollm2_gguf()
+    assert (textlm.dequantised_dir(gguf) / "model.safetensors").exists()
+    ref = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    ref_tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    a, b = ref.state_dict(), model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    text = "<|im_start|>user\nHow many blue objects are there? (A) 2 (B) 3<|im_end|>\n"
+    assert tok(text).input_ids == ref_tok(text).input_ids and tok.chat_template == ref_tok.chat_template
+    ids = torch.tensor([tok(text).input_ids])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, ref(ids).logits)
+    assert model.lm_head.weight is model.model.embed_tokens.weight  # still tied

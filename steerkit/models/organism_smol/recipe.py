@@ -48,6 +48,17 @@ def _to_bf16_file(path: Path) -> None:
     save_file({k: (v.to(torch.bfloat16) if v.is_floating_point() else v).contiguous() for k, v in state.items()}, path)
 
 
+def sort_adapter_config(path: Path) -> None:
+    """Rewrite peft's ``adapter_config.json`` with its module lists sorted: peft writes ``target_modules`` in set
+    order, which changes with Python's string hashing from run to run, so the file would differ between two builds
+    of the same seed."""
+    config = json.loads(path.read_text())
+    for key, value in config.items():
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            config[key] = sorted(value)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
 def build(out_dir: str | Path, seed: int = 0, *, fast: bool = False, device: str = "cpu",
           config: SmolOrganismConfig | None = None, log: Any = print) -> Path:
     """Train the SmolLM2 organism into ``out_dir`` (see the module docstring); returns ``out_dir``.
@@ -126,6 +137,7 @@ def build(out_dir: str | Path, seed: int = 0, *, fast: bool = False, device: str
 
     peft_model.save_pretrained(out / LORA_DIR)
     _to_bf16_file(out / LORA_DIR / "adapter_model.safetensors")
+    sort_adapter_config(out / LORA_DIR / "adapter_config.json")
     (out / LORA_DIR / "README.md").unlink(missing_ok=True)  # peft's generated model card: not ours to ship
     vision = {k: v.to(torch.bfloat16).cpu() for k, v in construct.vision_state(model).items()}
     save_file(vision, out / VISION_FILE)
