@@ -8,6 +8,7 @@ Example:
     >>> acc = bootstrap_ci([1, 0, 1, 1])
     >>> diff = paired_bootstrap_diff(baseline_correct, steered_correct)
     >>> mcnemar_exact(baseline_correct, steered_correct).pvalue
+    >>> holm([p_cell_1, p_cell_2, p_cell_3])                # family-wise adjusted p-values
 """
 
 from __future__ import annotations
@@ -174,6 +175,21 @@ def mcnemar_exact(a: ArrayLike, b: ArrayLike) -> McNemar:
         return McNemar(0, 0, 1.0)
     p = binomtest(only_b, only_a + only_b, 0.5, alternative="two-sided").pvalue
     return McNemar(only_a, only_b, float(p))
+
+
+def holm(pvalues: ArrayLike) -> np.ndarray:
+    """Holm's step-down adjustment of ``pvalues`` (family-wise error over all of them), in their input order.
+
+    Example:
+        >>> holm([0.01, 0.04, 0.03]).round(2).tolist()   # sorted 0.01, 0.03, 0.04 times 3, 2, 1, kept monotone
+        [0.03, 0.06, 0.06]
+    """
+    p = _as_array(pvalues)
+    order = np.argsort(p, kind="stable")
+    scaled = np.maximum.accumulate(p[order] * (len(p) - np.arange(len(p))))
+    out = np.empty_like(p)
+    out[order] = np.minimum(scaled, 1.0)
+    return out
 
 
 def accuracy_table(results: pd.DataFrame, by: Sequence[str] = ("condition", "task"), *, n_boot: int = 2000,

@@ -35,7 +35,6 @@ def test_smoke_build_ships_only_trained_parts_and_loads_like_any_family(smoke_bu
     from steerkit.models.loading import load_model
     from steerkit.models.organism import world
     from steerkit.steer import steer
-    from steerkit.tasks.evaluate import evaluate
 
     out = smoke_build
     info = json.loads((out / "build.json").read_text())

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import binom
 
-from steerkit.tasks.stats import (accuracy_table, bootstrap_ci, compare_conditions, mcnemar_exact,
+from steerkit.tasks.stats import (accuracy_table, bootstrap_ci, compare_conditions, holm, mcnemar_exact,
                                   paired_bootstrap_diff)
 
 
@@ -85,3 +85,10 @@ def test_tables_over_an_evaluation_frame():
         assert row["only_a"] == 0 and row["only_b"] > 0 and row["pvalue"] < 0.05
     with pytest.raises(ValueError, match="must both be in results"):
         compare_conditions(df, "baseline", "nope")
+
+
+def test_holm_matches_the_step_down_rule_and_keeps_input_order():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.02, 0.03, 0.06, 0.06
+    np.testing.assert_allclose(holm([0.04, 0.005, 0.03, 0.01]), [0.06, 0.02, 0.06, 0.03])
+    assert holm([0.5, 0.9]).tolist() == [1.0, 1.0]  # capped at 1
+    assert holm([0.2]).tolist() == [0.2]  # one test: unchanged
