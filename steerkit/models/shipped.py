@@ -38,6 +38,18 @@ class ShippedModel:
         env = os.environ.get(self.env_var)
         return Path(env) if env else self.shipped_dir
 
+    @staticmethod
+    def metrics_file(folder: str | Path, n: int | None, build_n: int) -> Path:
+        """Where a re-measurement with ``n`` items per set is written: the build's own ``metrics.parquet`` when ``n``
+        is the build's (``None`` or ``build_n``), else ``metrics_n<n>.parquet`` beside it, so a re-measurement at
+        another size never replaces the record the build wrote (and the docs quote).
+
+        Example:
+            >>> ShippedModel.metrics_file("/tmp/o", 1000, 200).name
+            'metrics_n1000.parquet'
+        """
+        return Path(folder) / ("metrics.parquet" if n in (None, build_n) else f"metrics_n{n}.parquet")
+
     def build_command(self, path: str | Path) -> str:
         """The shell command that builds the model into ``path``."""
         return f"python -m {self.module} build {path}"
@@ -53,7 +65,8 @@ class ShippedModel:
         build.add_argument("--seed", type=int, default=0)
         build.add_argument("--fast", action="store_true", help="a few steps of every stage (a smoke test)")
         build.add_argument("--threads", type=int, default=2, help="torch CPU threads (build times are stated for 2)")
-        evaluate = sub.add_parser("evaluate", help="re-measure DIR/metrics.parquet (held-out accuracy with CIs)")
+        evaluate = sub.add_parser("evaluate", help="re-measure DIR/metrics.parquet (held-out accuracy with CIs); "
+                                  "with another --n than the build's, writes DIR/metrics_n<N>.parquet instead")
         evaluate.add_argument("dir", nargs="?", default=str(self.shipped_dir))
         evaluate.add_argument("--n", type=int, default=None, help="items per task (default: the build's own)")
         evaluate.add_argument("--threads", type=int, default=2)

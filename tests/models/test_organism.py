@@ -147,6 +147,25 @@ def smoke_build(tmp_path_factory):
     return out
 
 
+def test_remeasuring_at_another_size_keeps_the_builds_record(smoke_build, tmp_path):
+    """`evaluate DIR --n N` with the build's own n rewrites metrics.parquet; with another n it writes
+    metrics_n<N>.parquet beside it and leaves the record the build wrote alone."""
+    import shutil
+
+    import pandas as pd
+
+    folder = tmp_path / "build"
+    shutil.copytree(smoke_build, folder)
+    record = (folder / "metrics.parquet").read_bytes()
+    build_n = int(pd.read_parquet(folder / "metrics.parquet")["n"].max())
+    other = organism.remeasure(folder, n=build_n // 2)
+    assert (folder / "metrics.parquet").read_bytes() == record
+    assert (folder / f"metrics_n{build_n // 2}.parquet").exists() and int(other["n"].max()) == build_n // 2
+    same = organism.remeasure(folder)
+    pd.testing.assert_frame_equal(same, pd.read_parquet(folder / "metrics.parquet"))
+    assert int(same["n"].max()) == build_n
+
+
 def test_smoke_build_writes_loadable_models(smoke_build):
     from transformers import CLIPImageProcessorPil, LlamaForCausalLM, LlavaForConditionalGeneration
 

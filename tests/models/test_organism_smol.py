@@ -101,6 +101,20 @@ def test_build_is_deterministic_and_a_killed_build_resumes_to_the_same_bytes(smo
         {k: v for k, v in p.items() if k != "seconds"} for p in curves[1]]
 
 
+def test_evaluate_at_another_size_writes_beside_the_builds_table(smoke_build, tmp_path):
+    import shutil
+
+    from steerkit.models.organism_smol.profile import PROFILE
+
+    folder = tmp_path / "build"
+    shutil.copytree(smoke_build, folder)
+    record = (folder / "metrics.parquet").read_bytes()
+    table = PROFILE.evaluate(folder, 1)  # the smoke build measured n = 2
+    assert (folder / "metrics.parquet").read_bytes() == record
+    pd.testing.assert_frame_equal(table, pd.read_parquet(folder / "metrics_n1.parquet"))
+    assert set(table["n"]) == {1} and set(table["seed"]) == {0}
+
+
 def test_text_source_is_the_unmodified_smollm2():
     from steerkit.models.loading import load_model
     from steerkit.models.textlm import load_smollm2

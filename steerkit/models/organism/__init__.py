@@ -90,7 +90,8 @@ def build(cache_dir: str | Path, seed: int = 0, fast: bool = False) -> Path:
 
 def remeasure(path: str | Path | None = None, n: int | None = None) -> Any:
     """Evaluate the build in ``path`` on its held-out sets again and rewrite ``path/metrics.parquet``; returns the
-    table (see :func:`steerkit.models.organism.evaluation.evaluate`). ``n`` defaults to the build's ``eval_n``."""
+    table (see :func:`steerkit.models.organism.evaluation.evaluate`). ``n`` defaults to the build's ``eval_n``;
+    another ``n`` writes ``metrics_n<n>.parquet`` instead (:meth:`ShippedModel.metrics_file`)."""
     import json
 
     from steerkit.models.organism.evaluation import evaluate
@@ -100,9 +101,10 @@ def remeasure(path: str | Path | None = None, n: int | None = None) -> Any:
     config = info.get("config", {})
     model, processor = load(path)
     text_lm, _ = load_text_lm(path)
-    metrics = evaluate(model, processor, text_lm, n=n or config.get("eval_n", 200))
+    build_n = config.get("eval_n", 200)
+    metrics = evaluate(model, processor, text_lm, n=n or build_n)
     metrics["seed"] = config.get("seed", 0)
-    metrics.to_parquet(path / "metrics.parquet")
+    metrics.to_parquet(SHIPPED.metrics_file(path, n, build_n))
     return metrics
 
 

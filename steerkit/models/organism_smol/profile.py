@@ -35,19 +35,24 @@ def _load_text(path: Any = None) -> tuple[Any, Any]:
 
 
 def _evaluate(path: Any = None, n: int | None = None) -> Any:
-    """Re-measure a build's ability table (scene tasks and additions) on held-out items; rewrites ``metrics.parquet``."""
+    """Re-measure a build's ability table (scene tasks and additions) on held-out items; rewrites ``metrics.parquet``
+    (``n`` defaults to the build's ``final_n``; another ``n`` writes ``metrics_n<n>.parquet`` instead)."""
     from pathlib import Path
 
     import pandas as pd
 
-    from steerkit.models.organism_smol import default_dir, load
+    from steerkit.models.organism_smol import SHIPPED, SmolOrganismConfig, default_dir, load
     from steerkit.models.organism_smol.evaluation import ability_table, arithmetic_table
 
     folder = Path(path) if path is not None else default_dir()
+    config = SmolOrganismConfig.read(folder)
+    build_n = config.final_n
     model, processor = load(folder)
-    table = pd.concat([ability_table(model, processor, n=n or 200), arithmetic_table(model, processor, n=n or 200)],
+    size = n or build_n
+    table = pd.concat([ability_table(model, processor, n=size), arithmetic_table(model, processor, n=size)],
                       ignore_index=True)
-    table.to_parquet(folder / "metrics.parquet")
+    table["seed"] = config.seed
+    table.to_parquet(SHIPPED.metrics_file(folder, n, build_n))
     return table
 
 
