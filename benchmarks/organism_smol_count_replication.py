@@ -21,12 +21,8 @@ import numpy as np
 import pandas as pd
 
 from steerkit.sweep.config import SweepConfig, load_items, run_config
-from steerkit.tasks.stats import (
-    detectable_effect,
-    holm,
-    mcnemar_exact,
-    paired_bootstrap_diff,
-)
+from steerkit.tasks.stats import detectable_effect, holm, mcnemar_exact, paired_bootstrap_diff
+from steerkit.tasks.synth import item_key
 from steerkit.threads import set_threads
 
 HERE = Path(__file__).parent
@@ -37,18 +33,15 @@ PREREGISTERED = [("mean_shift", 12, 1.0, "both"), ("mean_shift", 12, 1.0, "text"
                  ("probe", 12, 1.0, "both"), ("probe", 8, 1.0, "text")]
 
 
-def _key(item) -> tuple[str, bytes]:
-    return item.prompt, item.image.tobytes() if item.image is not None else b""
-
-
-def earlier_items() -> set[tuple[str, bytes]]:
+def earlier_items() -> set[bytes]:
     """Every Count item the seed-0 sweep or the ability-table replication (first 1,000 per mode) scored."""
     from steerkit.models.organism import world as w
     from steerkit.models.organism.evaluation import EVAL_SEED
 
     earlier = SweepConfig.from_yaml(EARLIER)
-    seen = {_key(it) for it in load_items(dict(earlier.items, tasks=["Count"]), earlier.model)}
-    seen |= {_key(it) for it in w.world_items("Count", 1000, seed=EVAL_SEED, mode="image", split="test")}
+    # item_key: question, choices, answer and pixels (all image-mode items, so the pixels carry the scene)
+    seen = {item_key(it) for it in load_items(dict(earlier.items, tasks=["Count"]), earlier.model)}
+    seen |= {item_key(it) for it in w.world_items("Count", 1000, seed=EVAL_SEED, mode="image", split="test")}
     return seen
 
 
@@ -89,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = dataclasses.replace(cfg, out=str(args.out))
     seen = earlier_items()
     items = load_items(cfg.items, cfg.model)
-    keep = {it.id for it in items if _key(it) not in seen}
+    keep = {it.id for it in items if item_key(it) not in seen}
     print(f"{len(items)} items drawn, {len(items) - len(keep)} dropped as scored before, {len(keep)} kept")
     rows = run_config(cfg)
     table = analyse(rows, keep)

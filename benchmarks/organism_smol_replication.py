@@ -1,10 +1,10 @@
 """Replicate the SmolLM2 organism's scene ability table on more held-out items than the build measures.
 
-The build's table (``metrics.parquet``) scores the first 200 test-split items per task and mode. This script scores
-the first ``--n`` items of the same draw (default 1000; every prompt distinct, all on the content-hash test split),
-so it reports three tables: the first 200 (it must reproduce ``metrics.parquet``: a check of the scorer and the
-loaded weights), the items after them (a fresh replication, never looked at before), and all ``--n`` pooled. Each
-row has the accuracy, its 95% bootstrap CI and whether the point estimate and the lower bound reach chance + 15.
+The build's table (``metrics.parquet``) scores the first ``final_n`` (200) test-split items per task and mode. This
+script scores the first ``--n`` items of the same draw (default 1000; every prompt distinct, all on the content-hash
+test split), so it reports three tables: the first 200 (it must reproduce ``metrics.parquet``: a check of the scorer
+and the loaded weights), the items after them (a fresh replication, never looked at before), and all ``--n`` pooled.
+Each row has the accuracy, its 95% bootstrap CI and whether the point estimate and the lower bound reach chance + 15.
 
 Per-item results go to ``OUT/items_<task>_<mode>.parquet`` as each (task, mode) finishes, so a killed run resumes.
 
@@ -22,13 +22,13 @@ import pandas as pd
 
 from steerkit.models.organism import world as w
 from steerkit.models.organism.evaluation import EVAL_SEED
+from steerkit.models.organism_smol import SmolOrganismConfig, default_dir
 from steerkit.models.organism_smol.loop import MODES
 from steerkit.tasks.evaluate import evaluate
 from steerkit.tasks.stats import bootstrap_ci
 from steerkit.threads import set_threads
 
 MARGIN = 0.15  # the issue's bar: accuracy at least 15 points above chance
-TABLE_N = 200  # what the build's metrics.parquet scores
 
 
 def score(out: Path, n: int) -> pd.DataFrame:
@@ -73,17 +73,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--n", type=int, default=1000)
     args = parser.parse_args(argv)
-    if args.n <= TABLE_N:
-        raise SystemExit(f"--n must exceed the build's {TABLE_N} items, got {args.n}")
+    table_n = SmolOrganismConfig.read(default_dir()).final_n  # what the build's metrics.parquet scores
+    if args.n <= table_n:
+        raise SystemExit(f"--n must exceed the build's {table_n} items, got {args.n}")
     set_threads()
     args.out.mkdir(parents=True, exist_ok=True)
     items = score(args.out, args.n)
-    tables = pd.concat([table(items[items.position < TABLE_N], f"first {TABLE_N} (the build's table)"),
-                        table(items[items.position >= TABLE_N], f"fresh {args.n - TABLE_N}"),
+    tables = pd.concat([table(items[items.position < table_n], f"first {table_n} (the build's table)"),
+                        table(items[items.position >= table_n], f"fresh {args.n - table_n}"),
                         table(items, f"all {args.n}")], ignore_index=True)
     tables.to_parquet(args.out / "replication.parquet")
-    from steerkit.models.organism_smol import default_dir
-
     shipped = pd.read_parquet(default_dir() / "metrics.parquet")
     check = tables[tables["items"].str.startswith("first")].merge(shipped, on=["task", "mode"], suffixes=("", "_shipped"))
     check["same"] = np.isclose(check["accuracy"], check["accuracy_shipped"])
